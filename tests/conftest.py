@@ -1,0 +1,105 @@
+"""Session-wide fixtures: shared real assets and seeded GFP-GAN weights, made once.
+
+Real assets (trained RetinaFace weights, photos) live beside the checkout in
+``../shared`` (override with ``GFPGAN_TEST_ASSETS``); tests that need them skip
+with a reason when they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The configuration of the official v1.2 / v1.3 / v1.4 releases.
+OFFICIAL_CLEAN_CONFIG = dict(
+    out_size=512,
+    num_style_feat=512,
+    channel_multiplier=2,
+    num_mlp=8,
+    input_is_latent=True,
+    different_w=True,
+    narrow=1,
+    sft_half=True,
+)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = Path(os.environ.get("GFPGAN_TEST_ASSETS", REPO_ROOT.parent / "shared"))
+    if not (path / "README.md").is_file():
+        pytest.skip(f"real test assets not found at {path} (set GFPGAN_TEST_ASSETS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def retinaface_weights(shared_dir: Path) -> Path:
+    path = shared_dir / "weights" / "retinaface_mobilenet0.25.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, f"cannot read {path}"
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb(shared_dir: Path) -> np.ndarray:
+    """512x512 photo with one face, HxWx3 uint8 RGB."""
+    return _read_rgb(shared_dir / "images" / "astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def grace_hopper_rgb(shared_dir: Path) -> np.ndarray:
+    """600x512 photo with one face, HxWx3 uint8 RGB."""
+    return _read_rgb(shared_dir / "images" / "grace_hopper.jpg")
+
+
+def seeded_clean_network(seed: int = 0, nonzero_noise: bool = True, **config):
+    """A GFPGANv1Clean with deterministic random weights (the official config unless overridden).
+
+    Fresh StyleConv noise strengths are 0; real checkpoints have non-zero ones,
+    so by default they are set to small seeded values.
+    """
+    from comfyui_gfpgan.gfpgan_arch.clean import GFPGANv1Clean
+
+    torch.manual_seed(seed)
+    network = GFPGANv1Clean(**{**OFFICIAL_CLEAN_CONFIG, **config}).eval()
+    if nonzero_noise:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for name, param in network.named_parameters():
+                if re.fullmatch(r"stylegan_decoder\.style_convs\.\d+\.weight", name):
+                    param.copy_(torch.rand(param.shape, generator=generator) * 0.1 + 0.01)
+    return network
+
+
+@pytest.fixture(scope="session")
+def official_clean_network():
+    """Seeded GFPGANv1Clean at the official v1.3/v1.4 config (built once per session)."""
+    return seeded_clean_network(seed=0)
+
+
+@pytest.fixture(scope="session")
+def official_weight_files(official_clean_network, tmp_path_factory) -> dict[str, Path]:
+    """The seeded official-config network saved as the official .pth layout and as .safetensors."""
+    from safetensors.torch import save_file
+
+    state_dict = {k: v.detach().clone().contiguous() for k, v in official_clean_network.state_dict().items()}
+    folder = tmp_path_factory.mktemp("gfpgan_weights")
+    pth = folder / "GFPGANv1.4-seeded.pth"
+    torch.save({"params_ema": state_dict}, pth)
+    safetensors = folder / "GFPGANv1.4-seeded.safetensors"
+    save_file(state_dict, str(safetensors))
+    return {"pth": pth, "safetensors": safetensors}

@@ -1,0 +1,23 @@
+"""GFP-GAN networks in plain PyTorch, with key-based detection and safe loading."""
+
+from .clean import GFPGANv1Clean
+from .convert import convert_to_safetensors, describe_file
+from .detect import ArchSpec, ModelLoadError, detect_architecture
+from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict
+from .releases import KNOWN_RELEASES, Release, find_release
+
+__all__ = [
+    "ArchSpec",
+    "GFPGANv1Clean",
+    "KNOWN_RELEASES",
+    "LoadedGFPGAN",
+    "ModelLoadError",
+    "Release",
+    "check_dtype",
+    "convert_to_safetensors",
+    "describe_file",
+    "detect_architecture",
+    "find_release",
+    "load_gfpgan",
+    "load_state_dict",
+]

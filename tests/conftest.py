@@ -8,27 +8,15 @@ with a reason when they are absent.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from factories import seeded_clean_network
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# The configuration of the official v1.2 / v1.3 / v1.4 releases.
-OFFICIAL_CLEAN_CONFIG = dict(
-    out_size=512,
-    num_style_feat=512,
-    channel_multiplier=2,
-    num_mlp=8,
-    input_is_latent=True,
-    different_w=True,
-    narrow=1,
-    sft_half=True,
-)
-
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
@@ -64,25 +52,6 @@ def astronaut_rgb(shared_dir: Path) -> np.ndarray:
 def grace_hopper_rgb(shared_dir: Path) -> np.ndarray:
     """600x512 photo with one face, HxWx3 uint8 RGB."""
     return _read_rgb(shared_dir / "images" / "grace_hopper.jpg")
-
-
-def seeded_clean_network(seed: int = 0, nonzero_noise: bool = True, **config):
-    """A GFPGANv1Clean with deterministic random weights (the official config unless overridden).
-
-    Fresh StyleConv noise strengths are 0; real checkpoints have non-zero ones,
-    so by default they are set to small seeded values.
-    """
-    from comfyui_gfpgan.gfpgan_arch.clean import GFPGANv1Clean
-
-    torch.manual_seed(seed)
-    network = GFPGANv1Clean(**{**OFFICIAL_CLEAN_CONFIG, **config}).eval()
-    if nonzero_noise:
-        generator = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for name, param in network.named_parameters():
-                if re.fullmatch(r"stylegan_decoder\.style_convs\.\d+\.weight", name):
-                    param.copy_(torch.rand(param.shape, generator=generator) * 0.1 + 0.01)
-    return network
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,60 @@
+"""Architecture and config detection from state-dict keys and shapes alone."""
+
+import itertools
+
+import pytest
+import torch
+
+from comfyui_gfpgan.gfpgan_arch import ModelLoadError, detect_architecture
+
+from factories import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
+
+GRID = [
+    dict(out_size=out_size, narrow=narrow, channel_multiplier=multiplier, sft_half=sft_half, different_w=different_w,
+         num_mlp=num_mlp, num_style_feat=style)
+    for (out_size, narrow, multiplier, sft_half, different_w, num_mlp, style) in [
+        (64, 0.25, 1, True, True, 2, 64),
+        (64, 0.5, 2, False, True, 3, 32),
+        (128, 0.25, 2, True, False, 1, 64),
+        (128, 0.125, 1, False, False, 4, 16),
+        (256, 0.125, 2, True, True, 2, 32),
+        (32, 0.25, 2, False, True, 2, 16),  # below 64 px the multiplier changes no shape
+    ]
+]
+
+
+@pytest.mark.parametrize("config", GRID, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_recovers_clean_config(config):
+    state_dict = seeded_clean_network(seed=0, nonzero_noise=False, **config).state_dict()
+    spec = detect_architecture(state_dict)
+    assert spec.name == "GFPGANv1Clean"
+    expected = {**OFFICIAL_CLEAN_CONFIG, **config}
+    if config["out_size"] < 64:
+        expected["channel_multiplier"] = spec.config["channel_multiplier"]
+    assert spec.config == expected
+
+
+def test_recovers_official_config(official_clean_network):
+    spec = detect_architecture(official_clean_network.state_dict())
+    assert spec == type(spec)("GFPGANv1Clean", OFFICIAL_CLEAN_CONFIG)
+
+
+@pytest.mark.parametrize(
+    "state_dict,expected",
+    [
+        ({"quantize.embedding.weight": torch.zeros(4, 4), "encoder.conv.weight": torch.zeros(1)}, "CodeFormer"),
+        ({"conv_first.weight": torch.zeros(1), "body.0.rdb1.conv1.weight": torch.zeros(1)}, "upscaler"),
+        ({"foo": torch.zeros(1)}, "unknown network"),
+    ],
+)
+def test_foreign_state_dicts_get_a_clear_error(state_dict, expected):
+    with pytest.raises(ModelLoadError, match=expected) as error:
+        detect_architecture(state_dict, source="weights.pth")
+    assert "weights.pth" in str(error.value) and "Supported" in str(error.value)
+
+
+def test_damaged_gfpgan_state_dict_gets_a_clear_error():
+    state_dict = seeded_clean_network(seed=0, nonzero_noise=False, out_size=64, narrow=0.25, num_style_feat=16).state_dict()
+    del state_dict["final_linear.weight"]
+    with pytest.raises(ModelLoadError, match="missing or odd"):
+        detect_architecture(state_dict, source="broken.pth")

@@ -1,0 +1,164 @@
+"""Loading weight files: formats, wrappers, round trips, and every kind of bad file."""
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from comfyui_gfpgan.gfpgan_arch import (
+    ModelLoadError,
+    convert_to_safetensors,
+    describe_file,
+    find_release,
+    load_gfpgan,
+    load_state_dict,
+)
+
+from factories import seeded_clean_network
+
+SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
+
+
+@pytest.fixture(scope="module")
+def small_state_dict():
+    return {k: v.contiguous() for k, v in seeded_clean_network(seed=9, **SMALL).state_dict().items()}
+
+
+def assert_same_tensors(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("wrapper", ["params_ema", "params", "state_dict", None])
+def test_pth_wrappers_and_module_prefix(tmp_path, small_state_dict, wrapper):
+    payload = {f"module.{k}": v for k, v in small_state_dict.items()} if wrapper == "state_dict" else small_state_dict
+    if wrapper:
+        payload = {wrapper: payload, "iter": torch.tensor(3)} if wrapper != "params" else {"params": payload}
+    if wrapper == "params_ema":
+        payload["params"] = {k: torch.zeros_like(v) for k, v in small_state_dict.items()}  # ema wins over params
+    path = tmp_path / "model.pth"
+    torch.save(payload, path)
+    assert_same_tensors(load_state_dict(path), small_state_dict)
+
+
+def test_official_files_load_to_the_same_network(official_weight_files, official_clean_network):
+    x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = official_clean_network.state_dict()
+    for path in official_weight_files.values():
+        loaded = load_gfpgan(path)
+        assert loaded.arch == "GFPGANv1Clean" and loaded.config["out_size"] == 512
+        assert loaded.release is None  # random weights are no official release
+        assert_same_tensors(loaded.network.state_dict(), expected)
+    del x
+
+
+def test_pth_safetensors_round_trip(tmp_path, small_state_dict):
+    pth = tmp_path / "small.pth"
+    torch.save({"params_ema": small_state_dict}, pth)
+    converted = convert_to_safetensors(pth, tmp_path / "small.safetensors")
+    assert_same_tensors(load_file(str(converted)), small_state_dict)
+    from safetensors import safe_open
+
+    with safe_open(str(converted), "pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["arch"] == "GFPGANv1Clean" and '"out_size": 64' in metadata["config"]
+    assert metadata["source_file"] == "small.pth" and len(metadata["source_sha256"]) == 64
+    back = tmp_path / "back.pth"
+    torch.save({"params_ema": load_state_dict(converted)}, back)
+    assert_same_tensors(load_state_dict(back), small_state_dict)
+
+
+def test_describe_file(tmp_path, small_state_dict):
+    path = tmp_path / "small.safetensors"
+    save_file(small_state_dict, str(path))
+    text = describe_file(path)
+    assert "GFPGANv1Clean" in text and "out_size=64" in text and "not a known official release" in text
+
+
+def test_loaded_network_runs_in_bf16(tmp_path, small_state_dict):
+    path = tmp_path / "small.safetensors"
+    save_file(small_state_dict, str(path))
+    network = load_gfpgan(path, dtype=torch.bfloat16).network
+    with torch.inference_mode():
+        out = network(torch.zeros(1, 3, 64, 64, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_float16_is_refused_with_a_reason(tmp_path, small_state_dict):
+    path = tmp_path / "small.safetensors"
+    save_file(small_state_dict, str(path))
+    with pytest.raises(ModelLoadError, match="bfloat16"):
+        load_gfpgan(path, dtype=torch.float16)
+
+
+def test_truncated_safetensors(tmp_path, small_state_dict):
+    path = tmp_path / "cut.safetensors"
+    save_file(small_state_dict, str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="truncated or corrupt"):
+        load_state_dict(path)
+
+
+def test_truncated_pth(tmp_path, small_state_dict):
+    path = tmp_path / "cut.pth"
+    torch.save({"params_ema": small_state_dict}, path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="truncated or corrupt"):
+        load_state_dict(path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="empty"):
+        load_state_dict(empty)
+    with pytest.raises(ModelLoadError, match="no such file"):
+        load_state_dict(tmp_path / "absent.safetensors")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_with_code_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"params_ema": {"x": torch.zeros(1)}, "payload": _Payload(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(ModelLoadError, match="never executed"):
+        load_state_dict(path)
+    assert not marker.exists()
+    raw = tmp_path / "raw.pth"  # a plain (non-zip) pickle stream
+    raw.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ModelLoadError):
+        load_state_dict(raw)
+    assert not marker.exists()
+
+
+def test_foreign_file(tmp_path):
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": {"quantize.embedding.weight": torch.zeros(8, 4)}}, path)
+    with pytest.raises(ModelLoadError, match="CodeFormer"):
+        load_gfpgan(path)
+
+
+def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
+    broken = dict(small_state_dict)
+    broken["conv_body_up.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    path = tmp_path / "broken.safetensors"
+    save_file(broken, str(path))
+    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+        load_gfpgan(path)
+
+
+def test_release_table_names_official_files():
+    release = find_release(sha256="E2CD4703AB14F4D01FD1383A8A8B266F9A5833DACEE8E6A79D3BF21A1B6BE5AD")
+    assert release.file_name == "GFPGANv1.4.pth" and release.url.endswith("/GFPGANv1.4.pth")
+    assert find_release(file_name="GFPGANv1.3.pth").version == "1.3"
+    assert find_release(sha256="0" * 64) is None

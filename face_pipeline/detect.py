@@ -1,0 +1,182 @@
+"""Face detection with facexlib's RetinaFace networks, batched, with our own pre/post-processing.
+
+facexlib supplies only the network modules; weights always come from a local
+file (facexlib's own helpers would download them). Anchors are generated
+vectorised and cached per input size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .faces import FaceBatch, FaceRecord, Landmarks
+
+
+class FaceModelError(Exception):
+    """A detector or parser weights file that cannot be used; the message says which and why."""
+
+
+# BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
+_BGR_MEAN = (104.0, 117.0, 123.0)
+_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+_STEPS = (8, 16, 32)
+_VARIANCE = (0.1, 0.2)
+
+
+@dataclass
+class RetinaFaceDetector:
+    network: torch.nn.Module
+    backbone: str  # "mobilenet0.25" or "resnet50"
+    path: Path | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from ..gfpgan_arch import ModelLoadError, load_state_dict
+
+    try:
+        return load_state_dict(path)
+    except ModelLoadError as error:
+        raise FaceModelError(str(error)) from error
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
+    """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    path = Path(path)
+    state_dict = _read_weights(path)
+    if "body.stage1.0.0.weight" in state_dict:
+        backbone, name = "mobilenet0.25", "mobile0.25"
+    elif "body.layer1.0.conv1.weight" in state_dict:
+        backbone, name = "resnet50", "resnet50"
+    else:
+        raise FaceModelError(
+            f"{path}: not a RetinaFace detector (expected facexlib's detection_Resnet50_Final.pth or "
+            f"detection_mobilenet0.25_Final.pth layout)."
+        )
+    device = torch.device(device)
+    network = RetinaFace(network_name=name, half=False, phase="test", device=device)
+    try:
+        network.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {error}") from error
+    network.eval().requires_grad_(False)
+    return RetinaFaceDetector(network, backbone, path, device)
+
+
+@lru_cache(maxsize=16)
+def _priors(height: int, width: int) -> torch.Tensor:
+    """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them."""
+    per_level = []
+    for step, sizes in zip(_STEPS, _MIN_SIZES):
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        cy, cx = torch.meshgrid(
+            (torch.arange(rows, dtype=torch.float64) + 0.5) * step / height,
+            (torch.arange(cols, dtype=torch.float64) + 0.5) * step / width,
+            indexing="ij",
+        )
+        anchors = [
+            torch.stack([cx, cy, torch.full_like(cx, s / width), torch.full_like(cy, s / height)], dim=-1)
+            for s in sizes
+        ]
+        per_level.append(torch.stack(anchors, dim=2).reshape(-1, 4))  # rows, cols, anchor -> flat
+    return torch.cat(per_level).float()
+
+
+def working_scale(height: int, width: int, working_size: int | None) -> float:
+    """Factor that brings the short side to ``working_size`` (never above 1; 0/None = full size)."""
+    if not working_size:
+        return 1.0
+    return min(1.0, working_size / min(height, width))
+
+
+def _to_network_input(images: torch.Tensor) -> torch.Tensor:
+    """RGB 0..1 -> BGR 0..255 minus the training means."""
+    mean = torch.tensor(_BGR_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return images.flip(1) * 255.0 - mean
+
+
+@torch.inference_mode()
+def detect_faces(
+    detector: RetinaFaceDetector,
+    images: torch.Tensor,
+    *,
+    threshold: float = 0.97,
+    working_size: int | None = 640,
+    nms_threshold: float = 0.4,
+) -> FaceBatch:
+    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size); coordinates in full-size pixels."""
+    from torchvision.ops import nms
+
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"detect_faces expects [B,3,H,W] RGB images, got shape {tuple(images.shape)}")
+    batch, _, height, width = images.shape
+    scale = working_scale(height, width, working_size)
+    x = images.to(detector.device, torch.float32)
+    if scale < 1.0:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    net_h, net_w = x.shape[-2:]
+    loc, conf, landmarks = detector.network(_to_network_input(x))
+    priors = _priors(net_h, net_w).to(loc.device)
+
+    centers = priors[:, :2] + loc[..., :2] * _VARIANCE[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * _VARIANCE[1])
+    boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], dim=-1)
+    points = priors[:, None, :2] + landmarks.view(batch, -1, 5, 2) * _VARIANCE[0] * priors[:, None, 2:]
+    # normalised -> full-size pixels (the working image covers the whole frame)
+    boxes = boxes * torch.tensor([width, height, width, height], device=boxes.device)
+    points = points * torch.tensor([width, height], device=points.device)
+    scores = conf[..., 1]
+
+    result = FaceBatch(image_sizes=[(height, width)] * batch)
+    for index in range(batch):
+        keep = scores[index] > threshold
+        frame_boxes, frame_scores, frame_points = boxes[index][keep], scores[index][keep], points[index][keep]
+        order = nms(frame_boxes, frame_scores, nms_threshold)  # sorted by score, descending
+        for i in order.tolist():
+            result.faces.append(
+                FaceRecord(
+                    image_index=index,
+                    box=tuple(float(v) for v in frame_boxes[i]),
+                    score=float(frame_scores[i]),
+                    landmarks=Landmarks.from_tensor(frame_points[i].cpu()),
+                )
+            )
+    return result
+
+
+def select_faces(
+    faces: FaceBatch, mode: str = "all", top_k: int = 1, min_size: float = 0, max_size: float = 0
+) -> FaceBatch:
+    """Keep faces by size limits, then per frame: all, the largest, the one closest to the centre, or top-k by score.
+
+    Sizes are the longer side of the box in pixels; 0 means no limit.
+    """
+    if mode not in ("all", "largest", "center", "top_k"):
+        raise ValueError(f"unknown face selection {mode!r}; use all, largest, center or top_k")
+    kept: list[FaceRecord] = []
+    for index, (height, width) in enumerate(faces.image_sizes):
+        frame = [faces.faces[i] for i in faces.faces_in_image(index)]
+        frame = [
+            f for f in frame
+            if max(f.width, f.height) >= min_size and (not max_size or max(f.width, f.height) <= max_size)
+        ]
+        if mode == "largest":
+            frame = sorted(frame, key=lambda f: f.width * f.height, reverse=True)[:1]
+        elif mode == "center":
+            def distance(f: FaceRecord) -> float:
+                return ((f.box[0] + f.box[2]) / 2 - width / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - height / 2) ** 2
+
+            frame = sorted(frame, key=distance)[:1]
+        elif mode == "top_k":
+            frame = sorted(frame, key=lambda f: f.score, reverse=True)[: max(0, top_k)]
+        kept.extend(frame)
+    return FaceBatch(kept, list(faces.image_sizes), faces.crop_size)

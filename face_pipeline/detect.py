@@ -180,3 +180,38 @@ def select_faces(
             frame = sorted(frame, key=lambda f: f.score, reverse=True)[: max(0, top_k)]
         kept.extend(frame)
     return FaceBatch(kept, list(faces.image_sizes), faces.crop_size)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    overlap = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    return overlap / union if union > 0 else 0.0
+
+
+def smooth_landmarks(faces: FaceBatch, strength: float, min_iou: float = 0.3) -> FaceBatch:
+    """Temporal smoothing for video batches: each face follows its match in the previous frame.
+
+    A face is matched to the previous frame's face with the highest box IoU (at
+    least ``min_iou``); its landmarks and box become an exponential moving average
+    ``strength * previous + (1 - strength) * current``. Unmatched faces start fresh.
+    """
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"smoothing strength must lie in [0, 1), got {strength}")
+    if strength == 0:
+        return faces
+    smoothed: list[FaceRecord] = []
+    previous: list[FaceRecord] = []
+    for index in range(len(faces.image_sizes)):
+        current = []
+        for face in (faces.faces[i] for i in faces.faces_in_image(index)):
+            match = max(previous, key=lambda p: _iou(p.box, face.box), default=None)
+            if match is not None and _iou(match.box, face.box) >= min_iou:
+                points = strength * match.landmarks.as_tensor(torch.float64) + (1 - strength) * face.landmarks.as_tensor(torch.float64)
+                box = tuple(strength * p + (1 - strength) * c for p, c in zip(match.box, face.box))
+                face = FaceRecord(face.image_index, box, face.score, Landmarks.from_tensor(points))
+            current.append(face)
+        smoothed.extend(current)
+        previous = current
+    return FaceBatch(smoothed, list(faces.image_sizes), faces.crop_size)

@@ -91,13 +91,15 @@ class GFPGANv1Clean(nn.Module):
             out_size, num_style_feat, num_mlp, channel_multiplier, narrow, sft_half
         )
 
-    def forward(self, x: torch.Tensor, fidelity: float = 1.0, noise: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, fidelity: float = 1.0, noise: torch.Generator | list[torch.Generator] | None = None
+    ) -> torch.Tensor:
         """Restore faces.
 
         ``fidelity`` (w) scales the CS-SFT modulation: scale' = 1 + w (scale - 1),
         shift' = w shift. w = 1 is the official output; lower values lean on the
         generative prior. ``noise=None`` uses the stored noise buffers ('fixed');
-        a ``torch.Generator`` draws fresh noise from it ('seeded').
+        a ``torch.Generator`` (or one per sample) draws fresh noise ('seeded').
         """
         feat = F.leaky_relu(self.conv_body_first(x), 0.2)
         skips = []

@@ -170,13 +170,23 @@ class StyleGAN2DecoderCSFT(nn.Module):
             self.to_rgbs.append(ToRGB(out_channels, num_style_feat, upsample=True))
             in_channels = out_channels
 
-    def layer_noise(self, batch: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-        """Noise for each StyleConv: the stored buffers, or fresh draws from ``generator``."""
+    def layer_noise(self, batch: int, noise: torch.Generator | list[torch.Generator] | None) -> list[torch.Tensor]:
+        """Noise for each StyleConv: the stored buffers, or fresh draws.
+
+        ``noise`` is one generator for the whole batch, or one per sample (so a
+        sample's noise does not depend on which batch it is run in).
+        """
         stored = [getattr(self.noises, f"noise{i}") for i in range(self.num_layers)]
-        if generator is None:
+        if noise is None:
             return stored
+        generators = noise if isinstance(noise, (list, tuple)) else [noise]
+        per_generator = batch if len(generators) == 1 else 1
+        if per_generator * len(generators) != batch:
+            raise ValueError(f"got {len(generators)} noise generators for a batch of {batch}")
         return [
-            torch.randn((batch, 1, *n.shape[-2:]), generator=generator, device=generator.device).to(n)
+            torch.cat(
+                [torch.randn((per_generator, 1, *n.shape[-2:]), generator=g, device=g.device) for g in generators]
+            ).to(n)
             for n in stored
         ]
 
@@ -185,7 +195,7 @@ class StyleGAN2DecoderCSFT(nn.Module):
         latent: torch.Tensor,
         conditions: list[torch.Tensor],
         input_is_latent: bool,
-        noise: torch.Generator | None = None,
+        noise: torch.Generator | list[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """``latent`` is ``[B, num_style_feat]`` or per-layer ``[B, num_latent, num_style_feat]``."""
         if not input_is_latent:

@@ -1,0 +1,150 @@
+"""The whole face restoration: detect -> align -> restore -> paste, over a batch of frames.
+
+Used by the CLI and the all-in-one ComfyUI node. Frames travel to the device a
+few at a time, so a long video batch never sits on the GPU at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .align import align_faces
+from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
+from .faces import FaceBatch
+from .paste import paste_faces
+from .restore import restore_crops
+
+
+@dataclass
+class DetectSettings:
+    threshold: float = 0.97
+    selection: str = "all"  # all | largest | center | top_k
+    top_k: int = 1
+    min_face_size: int = 0
+    max_face_size: int = 0  # 0 = no limit
+    working_size: int = 640  # detect with the short side at most this; 0 = full size
+    smoothing: float = 0.0  # temporal landmark smoothing across consecutive frames (0..1)
+
+
+@dataclass
+class RestoreSettings:
+    fidelity: float = 1.0
+    noise: str = "fixed"  # fixed | seeded
+    seed: int = 0
+    blend: float = 1.0
+    chunk_size: int = 8
+
+
+@dataclass
+class PasteSettings:
+    mask: str = "feathered"  # feathered | parsing
+    feather: float = 1.0
+    color_correction: bool = False
+
+
+@dataclass
+class PipelineResult:
+    images: torch.Tensor  # [B,C,H',W'] 0..1, CPU
+    masks: torch.Tensor  # [B,H',W'] union of the face blend masks
+    faces: FaceBatch
+    crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU
+    restored: torch.Tensor  # [N,3,S,S] restored crops, CPU
+    frames_with_faces: list[int] = field(default_factory=list)
+
+
+def validate_images(images: torch.Tensor) -> None:
+    """Clear errors for inputs the pipeline cannot process."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"expected images as a [B,C,H,W] tensor, got {getattr(images, 'shape', type(images))}")
+    if images.shape[1] not in (1, 3, 4):
+        raise ValueError(f"images must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {images.shape[1]}")
+    if images.numel() == 0:
+        raise ValueError(f"empty image batch of shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be float in 0..1, got {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values")
+
+
+def _as_rgb(frames: torch.Tensor) -> torch.Tensor:
+    return frames.expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames[:, :3]
+
+
+def restore_faces_in_images(
+    images: torch.Tensor,
+    network: nn.Module,
+    detector: RetinaFaceDetector,
+    parser=None,
+    *,
+    detect: DetectSettings = DetectSettings(),
+    restore: RestoreSettings = RestoreSettings(),
+    paste: PasteSettings = PasteSettings(),
+    targets: torch.Tensor | None = None,
+    frames_per_chunk: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PipelineResult:
+    """Find, restore and paste back every face in ``images`` (``[B,C,H,W]`` 0..1, C = 1, 3 or 4).
+
+    ``targets`` (same batch and channels, any size) receive the faces instead of
+    ``images``, e.g. an upscaled copy. Frames without faces come back unchanged.
+    ``on_progress(done_frames, total_frames)`` is called per chunk and may raise to cancel.
+    """
+    validate_images(images)
+    if targets is not None:
+        validate_images(targets)
+    if paste.mask == "parsing" and parser is None:
+        raise ValueError("mask='parsing' needs a face parser model")
+    device = next(network.parameters()).device
+    crop_size = getattr(network, "out_size", 512)
+    total = images.shape[0]
+    out_frames, out_masks, all_faces, all_crops, all_restored = [], [], [], [], []
+    for start in range(0, total, max(1, frames_per_chunk)):
+        frames = images[start : start + frames_per_chunk].to(device, torch.float32)
+        rgb = _as_rgb(frames)
+        faces = detect_faces(detector, rgb, threshold=detect.threshold, working_size=detect.working_size)
+        faces = select_faces(faces, detect.selection, detect.top_k, detect.min_face_size, detect.max_face_size)
+        if detect.smoothing > 0:
+            faces = smooth_landmarks(faces, detect.smoothing)
+        faces, crops = align_faces(rgb, faces, crop_size)
+        restored = restore_crops(
+            network, crops, fidelity=restore.fidelity, noise=restore.noise,
+            seed=restore.seed + len(all_faces), blend=restore.blend, chunk_size=restore.chunk_size,
+        )
+        parse_masks = None
+        if paste.mask == "parsing" and len(faces):
+            from .parse import parse_face_masks
+
+            parse_masks = parse_face_masks(parser, restored)
+        chunk_targets = None if targets is None else targets[start : start + frames_per_chunk].to(device, torch.float32)
+        pasted, masks = paste_faces(
+            frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
+            color_correction=paste.color_correction, targets=chunk_targets,
+        )
+        source = images if targets is None else targets
+        for offset in range(pasted.shape[0]):
+            index = start + offset
+            if faces.faces_in_image(offset):
+                out_frames.append(pasted[offset].cpu().to(source.dtype))
+            else:
+                out_frames.append(source[index].clone())  # bit-exact pass-through
+        out_masks.append(masks.cpu())
+        for face in faces.faces:
+            all_faces.append(replace(face, image_index=face.image_index + start))
+        all_crops.append(crops.cpu())
+        all_restored.append(restored.cpu())
+        if on_progress is not None:
+            on_progress(min(total, start + frames_per_chunk), total)
+
+    faces = FaceBatch(all_faces, [tuple(images.shape[-2:])] * total, crop_size)
+    return PipelineResult(
+        images=torch.stack(out_frames),
+        masks=torch.cat(out_masks),
+        faces=faces,
+        crops=torch.cat(all_crops),
+        restored=torch.cat(all_restored),
+        frames_with_faces=sorted({f.image_index for f in all_faces}),
+    )

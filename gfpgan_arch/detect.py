@@ -31,13 +31,13 @@ def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
     """A guess at what a foreign state dict is, for the error message."""
     keys = " ".join(list(state_dict)[:400])
     hints = [
+        ("ClassHead", "a RetinaFace face detector"),
         ("quantize", "CodeFormer / VQ-based face restorer"),
         ("vqvae", "RestoreFormer / VQ-based face restorer"),
         ("RRDB", "ESRGAN-family upscaler"),
         ("body.", "ESRGAN-family upscaler"),
         ("conv_first", "an upscaler (ESRGAN/SwinIR-like)"),
         ("bbox_head", "a face detector"),
-        ("ClassHead", "a RetinaFace face detector"),
         ("model.diffusion_model", "a diffusion checkpoint"),
     ]
     for needle, description in hints:

@@ -1,0 +1,269 @@
+"""Command-line interface: ``comfyui-gfpgan {restore,inspect,convert,make-test-model,download}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class UserError(Exception):
+    """An error to print as one line, without a traceback."""
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = int(width * done / max(1, total))
+    end = "\n" if done >= total else ""
+    print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def _collect_inputs(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            print(f"skipped {path}: no such file or folder", file=sys.stderr)
+    return files
+
+
+def _read_image(path: Path):
+    """HxWxC float32 RGB(A), or HxWx1 gray, in 0..1; None if unreadable."""
+    import cv2
+    import numpy as np
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.size == 0:
+        return None
+    if data.dtype == np.uint16:
+        scale = 65535.0
+    elif data.dtype == np.uint8:
+        scale = 255.0
+    else:
+        return None
+    data = data.astype(np.float32) / scale
+    if data.ndim == 2:
+        return data[:, :, None]
+    if data.shape[2] == 3:
+        return data[:, :, ::-1].copy()
+    if data.shape[2] == 4:
+        return data[:, :, [2, 1, 0, 3]].copy()
+    return None
+
+
+def _write_image(path: Path, image) -> None:
+    import cv2
+    import numpy as np
+
+    data = (image.clip(0, 1) * 255).round().astype(np.uint8)
+    if data.shape[2] == 3:
+        data = data[:, :, ::-1]
+    elif data.shape[2] == 4:
+        data = data[:, :, [2, 1, 0, 3]]
+    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
+        raise UserError(f"could not write {path}")
+
+
+def _dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    import shutil
+
+    import torch
+
+    from .face_pipeline.detect import load_detector
+    from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
+    from .face_pipeline.restore import restore_crops
+    from .gfpgan_arch import load_gfpgan
+
+    files = _collect_inputs(args.inputs)
+    if not files:
+        raise UserError("no input images found")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
+    detector = None if args.aligned else load_detector(args.detector or _required("--detector"), device=device)
+    parser = None
+    if args.parser:
+        from .face_pipeline.parse import load_parser
+
+        parser = load_parser(args.parser, device=device)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = dict(
+        detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
+                              min_face_size=args.min_face, working_size=args.working_size),
+        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, blend=args.blend,
+                                chunk_size=args.chunk),
+        paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction),
+    )
+    failures = 0
+    for number, path in enumerate(files, 1):
+        target = out_dir / path.name  # same stem and format as the input
+        _progress(number - 1, len(files), "restoring")
+        if target.exists() and not args.overwrite:
+            print(f"\nskipped {path}: {target} exists (use --overwrite)", file=sys.stderr)
+            continue
+        image = _read_image(path)
+        if image is None:
+            print(f"\nskipped {path}: not a readable image", file=sys.stderr)
+            failures += 1
+            continue
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+        if args.aligned:
+            rgb = tensor[:, :3] if tensor.shape[1] >= 3 else tensor.expand(-1, 3, -1, -1)
+            size = model.network.out_size
+            if rgb.shape[-2:] != (size, size):
+                rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
+            result = restore_crops(model.network, rgb, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
+                                   blend=args.blend)
+            _write_image(target, result[0].permute(1, 2, 0).numpy())
+            continue
+        result = restore_faces_in_images(tensor, model.network, detector, parser, **settings)
+        if not result.faces.faces:
+            shutil.copyfile(path, target)
+            print(f"\n{path}: no face found, written unchanged", file=sys.stderr)
+            continue
+        _write_image(target, result.images[0].permute(1, 2, 0).numpy())
+    _progress(len(files), len(files), "restoring")
+    print(f"wrote results to {out_dir}")
+    return 1 if failures == len(files) else 0
+
+
+def _required(flag: str):
+    raise UserError(f"{flag} is required (or use --aligned for pre-aligned crops)")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .gfpgan_arch import describe_file
+
+    print(describe_file(args.file))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .gfpgan_arch import convert_to_safetensors
+
+    if Path(args.output).exists() and not args.overwrite:
+        raise UserError(f"{args.output} exists (use --overwrite)")
+    print(f"wrote {convert_to_safetensors(args.input, args.output)}")
+    return 0
+
+
+def cmd_make_test_model(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from .gfpgan_arch.testing import seeded_clean_network
+
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    network = seeded_clean_network(seed=args.seed)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(output),
+              metadata={"note": f"random weights, seed {args.seed}: a smoke-test stand-in, restores nothing"})
+    print(f"wrote {output} (GFPGANv1Clean, official config, seeded random weights: for smoke tests only)")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    import hashlib
+    import urllib.request
+
+    from .gfpgan_arch import KNOWN_RELEASES
+
+    release = next((r for r in KNOWN_RELEASES if r.file_name == args.name), None)
+    if release is None:
+        names = ", ".join(r.file_name for r in KNOWN_RELEASES)
+        raise UserError(f"unknown release {args.name!r}; known: {names}")
+    target = Path(args.dir) / release.file_name
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target} exists (use --overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(release.url, timeout=60) as response, open(partial, "wb") as handle:
+            digest = hashlib.sha256()
+            while block := response.read(1 << 20):
+                digest.update(block)
+                handle.write(block)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"could not download {release.url} ({error}); fetch it by hand and put it at {target}")
+    if release.sha256 and digest.hexdigest() != release.sha256:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"{release.url}: sha256 mismatch (got {digest.hexdigest()}, expected {release.sha256})")
+    partial.replace(target)
+    print(f"wrote {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    restore = commands.add_parser("restore", help="restore the faces in images or folders of images")
+    restore.add_argument("inputs", nargs="+", help="image files or folders")
+    restore.add_argument("-o", "--output", required=True, help="output folder (files keep their input's stem)")
+    restore.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
+    restore.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25)")
+    restore.add_argument("--parser", help="ParseNet weights (parsing_parsenet.pth) for a face-parsing blend mask")
+    restore.add_argument("--fidelity", type=float, default=1.0, help="CS-SFT weight, 0..1 (1 = official)")
+    restore.add_argument("--blend", type=float, default=1.0, help="image-space visibility of the restored face, 0..1")
+    restore.add_argument("--noise", choices=("fixed", "seeded"), default="fixed")
+    restore.add_argument("--seed", type=int, default=0)
+    restore.add_argument("--threshold", type=float, default=0.97, help="face detection confidence")
+    restore.add_argument("--select", choices=("all", "largest", "center", "top_k"), default="all")
+    restore.add_argument("--top-k", type=int, default=1)
+    restore.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this (pixels)")
+    restore.add_argument("--working-size", type=int, default=640, help="detection short side (0 = full size)")
+    restore.add_argument("--color-correction", action="store_true")
+    restore.add_argument("--chunk", type=int, default=8, help="faces per network batch")
+    restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
+    restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")
+    restore.add_argument("--overwrite", action="store_true")
+    restore.set_defaults(run=cmd_restore)
+
+    inspect = commands.add_parser("inspect", help="say what a weights file is")
+    inspect.add_argument("file")
+    inspect.set_defaults(run=cmd_inspect)
+
+    convert = commands.add_parser("convert", help="convert a .pth checkpoint to .safetensors")
+    convert.add_argument("input")
+    convert.add_argument("output")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(run=cmd_convert)
+
+    make = commands.add_parser("make-test-model", help="write a seeded random GFPGAN (smoke tests only)")
+    make.add_argument("output")
+    make.add_argument("--seed", type=int, default=0)
+    make.set_defaults(run=cmd_make_test_model)
+
+    download = commands.add_parser("download", help="explicitly download an official weights file, sha256-checked")
+    download.add_argument("name", help="file name, e.g. GFPGANv1.4.pth")
+    download.add_argument("--dir", default="models", help="destination folder")
+    download.add_argument("--overwrite", action="store_true")
+    download.set_defaults(run=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .face_pipeline.detect import FaceModelError
+    from .gfpgan_arch import ModelLoadError
+
+    try:
+        return args.run(args)
+    except (UserError, ModelLoadError, FaceModelError, ValueError) as error:
+        print(f"\nerror: {error}", file=sys.stderr)
+        return 2

@@ -72,3 +72,14 @@ def official_weight_files(official_clean_network, tmp_path_factory) -> dict[str,
     safetensors = folder / "GFPGANv1.4-seeded.safetensors"
     save_file(state_dict, str(safetensors))
     return {"pth": pth, "safetensors": safetensors}
+
+
+@pytest.fixture(scope="session")
+def official_reference_network(official_clean_network):
+    """spandrel's independent GFPGANv1Clean with the same seeded weights (the upstream code, test-only)."""
+    module = pytest.importorskip("spandrel.architectures.GFPGAN.__arch.gfpganv1_clean_arch")
+    config = dict(out_size=512, num_style_feat=512, channel_multiplier=2, num_mlp=8, input_is_latent=True,
+                  different_w=True, narrow=1, sft_half=True)
+    reference = module.GFPGANv1Clean(**config, decoder_load_path=None, fix_decoder=False).eval()
+    reference.load_state_dict(official_clean_network.state_dict(), strict=True)
+    return reference

@@ -19,25 +19,18 @@ def reference_output(reference, x):
     return reference(x, return_rgb=False, randomize_noise=False)[0]
 
 
-@pytest.fixture(scope="module")
-def official_reference(official_clean_network):
-    reference = reference_class()(**OFFICIAL_CLEAN_CONFIG, decoder_load_path=None, fix_decoder=False).eval()
-    reference.load_state_dict(official_clean_network.state_dict(), strict=True)
-    return reference
-
-
-def test_official_config_keys_and_shapes_match_reference(official_clean_network, official_reference):
+def test_official_config_keys_and_shapes_match_reference(official_clean_network, official_reference_network):
     ours = {k: tuple(v.shape) for k, v in official_clean_network.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in official_reference.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in official_reference_network.state_dict().items()}
     assert ours == theirs
 
 
 @pytest.mark.slow
-def test_official_config_matches_reference_fp32(official_clean_network, official_reference):
+def test_official_config_matches_reference_fp32(official_clean_network, official_reference_network):
     x = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(3)) * 2 - 1
     with torch.inference_mode():
         ours = official_clean_network(x, fidelity=1.0)
-        theirs = reference_output(official_reference, x)
+        theirs = reference_output(official_reference_network, x)
     assert ours.shape == (2, 3, 512, 512)
     assert (ours - theirs).abs().max().item() <= 1e-4
 

@@ -1,0 +1,167 @@
+"""The whole pipeline: against GFPGANer's algorithm, and on awkward inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_gfpgan.face_pipeline.detect import load_detector
+from comfyui_gfpgan.face_pipeline.pipeline import (
+    DetectSettings,
+    PasteSettings,
+    RestoreSettings,
+    restore_faces_in_images,
+)
+
+from factories import seeded_clean_network
+
+
+class Identity(torch.nn.Module):
+    """Returns its input: a restorer that changes nothing."""
+
+    out_size = 512
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        return x
+
+
+class Constant(Identity):
+    def forward(self, x, fidelity=1.0, noise=None):
+        return torch.full_like(x, 0.4)
+
+
+def to_batch(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def psnr(a, b, where=None) -> float:
+    error = (a.double() - b.double()) ** 2
+    if where is not None:
+        error = error[..., where]
+    return float(10 * torch.log10(1 / error.mean()))
+
+
+@pytest.fixture(scope="module")
+def detector(retinaface_weights):
+    return load_detector(retinaface_weights)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", ["astronaut_rgb", "grace_hopper_rgb"])
+def test_matches_gfpganer_algorithm(
+    photo, request, retinaface_weights, detector, official_clean_network, official_reference_network
+):
+    from gfpganer_reference import gfpganer_enhance, make_face_helper
+
+    rgb = request.getfixturevalue(photo)
+    reference, reference_faces = gfpganer_enhance(
+        make_face_helper(retinaface_weights), official_reference_network, np.ascontiguousarray(rgb[:, :, ::-1])
+    )
+    ours = restore_faces_in_images(to_batch(rgb), official_clean_network, detector, detect=DetectSettings(working_size=0))
+    assert len(ours.faces) == reference_faces == 1
+    face_region = ours.masks[0] > 0.5
+    reference_rgb = to_batch(np.ascontiguousarray(reference[:, :, ::-1]))
+    assert psnr(ours.images, reference_rgb, face_region) >= 35
+    assert not torch.allclose(ours.images, to_batch(rgb))  # the faces did change
+
+
+def test_identity_restorer_reproduces_the_photo(grace_hopper_rgb, detector):
+    image = to_batch(grace_hopper_rgb)
+    result = restore_faces_in_images(image, Identity(), detector)
+    inside, outside = result.masks[0] > 0, result.masks[0] == 0
+    assert inside.any() and outside.any()
+    assert psnr(result.images, image, inside) >= 40
+    assert torch.equal(result.images[0][:, outside], image[0][:, outside])
+
+
+def test_constant_restorer_mask_is_smooth(astronaut_rgb, detector):
+    def largest_step(feather):
+        result = restore_faces_in_images(to_batch(astronaut_rgb), Constant(), detector, paste=PasteSettings(feather=feather))
+        mask = result.masks[0]
+        assert mask.max() == pytest.approx(1.0, abs=1e-3)
+        return max((mask[1:] - mask[:-1]).abs().max(), (mask[:, 1:] - mask[:, :-1]).abs().max())
+
+    # A ~95 px face: the default ramp spans ~10 px, so no neighbour step comes near a seam's 1.0.
+    assert largest_step(1.0) < 0.2
+    assert largest_step(2.0) < largest_step(1.0) / 1.5
+    assert largest_step(0.0) > 0.5  # a hard edge, which the test would catch
+
+
+def test_no_faces_and_mixed_batch(astronaut_rgb, detector):
+    blank = torch.rand(1, 3, 512, 512) * 0.1
+    batch = torch.cat([to_batch(astronaut_rgb), blank, to_batch(astronaut_rgb).flip(-1)])
+    before = batch.clone()
+    result = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2)
+    assert torch.equal(batch, before), "input modified in place"
+    assert [f.image_index for f in result.faces.faces] == [0, 2]
+    assert torch.equal(result.images[1], blank[0])
+    assert not torch.equal(result.images[0], batch[0]) and not torch.equal(result.images[2], batch[2])
+    assert result.masks[1].max() == 0 and result.frames_with_faces == [0, 2]
+
+
+def test_multi_face_composite(astronaut_rgb, grace_hopper_rgb, detector):
+    frame = torch.zeros(1, 3, 700, 1200)
+    frame[:, :, :512, :512] = to_batch(astronaut_rgb)
+    frame[:, :, 100:700, 600:1112] = to_batch(grace_hopper_rgb)
+    result = restore_faces_in_images(frame, Constant(), detector)
+    assert len(result.faces) == 2
+    assert result.masks[0, :, :550].max() > 0.99 and result.masks[0, :, 600:].max() > 0.99
+
+
+def test_rgba_keeps_alpha_and_gray_stays_gray(astronaut_rgb, detector):
+    rgba = torch.cat([to_batch(astronaut_rgb), torch.rand(1, 1, 512, 512)], dim=1)
+    result = restore_faces_in_images(rgba, Constant(), detector)
+    assert result.images.shape == rgba.shape and torch.equal(result.images[:, 3], rgba[:, 3])
+    gray = to_batch(astronaut_rgb).mean(dim=1, keepdim=True)
+    for image in (gray, gray.expand(-1, 3, -1, -1).contiguous()):
+        result = restore_faces_in_images(image, seeded_clean_network(0, out_size=512, narrow=0.25, num_mlp=2), detector)
+        assert len(result.faces) == 1 and result.images.shape == image.shape
+        if image.shape[1] == 3:
+            assert torch.equal(result.images[:, 0], result.images[:, 1]) and torch.equal(result.images[:, 1], result.images[:, 2])
+
+
+def test_paste_into_upscaled_targets(astronaut_rgb, detector):
+    image = to_batch(astronaut_rgb)
+    big = torch.nn.functional.interpolate(image, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    result = restore_faces_in_images(image, Identity(), detector, targets=big)
+    assert result.images.shape == big.shape and result.masks.shape == (1, 1024, 1024)
+    inside = result.masks[0] > 0
+    assert psnr(result.images, big, inside) >= 30  # the face landed where it belongs
+    rows, cols = torch.nonzero(inside, as_tuple=True)
+    assert 2 * 150 < cols.float().mean() < 2 * 300 and 2 * 50 < rows.float().mean() < 2 * 200
+
+
+@pytest.mark.parametrize(
+    "images,message",
+    [
+        (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
+        (torch.zeros(1, 3, 0, 8), "empty"),
+        (torch.zeros(1, 2, 8, 8), "channels"),
+        (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "float"),
+    ],
+)
+def test_bad_input_is_a_clear_error(images, message, detector):
+    with pytest.raises(ValueError, match=message):
+        restore_faces_in_images(images, Identity(), detector)
+
+
+def test_huge_frame(astronaut_rgb, detector):
+    frame = torch.zeros(1, 3, 4096, 4096)
+    frame[:, :, 2000:2512, 3000:3512] = to_batch(astronaut_rgb)
+    result = restore_faces_in_images(frame, Constant(), detector, detect=DetectSettings(working_size=2048))
+    assert len(result.faces) == 1 and result.images.shape == frame.shape
+    assert torch.equal(result.images[0, :, :1900], frame[0, :, :1900])
+
+
+def test_settings_reach_the_stages(astronaut_rgb, detector):
+    image = to_batch(astronaut_rgb)
+    none = restore_faces_in_images(image, Constant(), detector, detect=DetectSettings(threshold=0.99999))
+    assert len(none.faces) == 0 and torch.equal(none.images, image)
+    half = restore_faces_in_images(image, Constant(), detector, restore=RestoreSettings(blend=0.5))
+    full = restore_faces_in_images(image, Constant(), detector)
+    assert torch.allclose(half.restored, (full.restored + half.crops) / 2, atol=1e-5)
+    corrected = restore_faces_in_images(image, Constant(), detector, paste=PasteSettings(color_correction=True))
+    assert not torch.allclose(corrected.images, full.images)

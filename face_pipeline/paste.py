@@ -106,6 +106,7 @@ def paste_faces(
     parse_masks: torch.Tensor | None = None,
     feather: float = 1.0,
     color_correction: bool = False,
+    blend: float = 1.0,
     targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend ``restored`` crops (``[N,3,S,S]``, order of ``faces``) back into their frames.
@@ -113,7 +114,8 @@ def paste_faces(
     ``images`` ``[B,C,H,W]`` (C = 1, 3 or 4; alpha is kept) are the frames the faces were
     detected on; ``targets``, if given, are resized copies to paste into instead
     (e.g. after an upscaler). Returns new frames and a ``[B,H',W']`` union mask of
-    where faces were blended. Inputs are never modified.
+    where faces were blended. ``blend`` scales the masks (0 = frames unchanged,
+    1 = restored faces fully in). Inputs are never modified.
     """
     if mask not in MASK_MODES:
         raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
@@ -157,7 +159,7 @@ def paste_faces(
             layers, affine[None], (y1 - y0, x1 - x0), offsets=torch.tensor([[x0, y0]]), mode="bicubic"
         )[0]
         warped = warped.to(output.device, output.dtype)
-        face_pixels, alpha = warped[:3], warped[3:].clamp(0, 1)
+        face_pixels, alpha = warped[:3], warped[3:].clamp(0, 1) * blend
         if color_channels == 1 or _is_gray(frame[:3]):
             luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
             face_pixels = (face_pixels * luma).sum(dim=0, keepdim=True).expand(color_channels, -1, -1)

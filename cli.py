@@ -104,9 +104,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = dict(
         detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
                               min_face_size=args.min_face, working_size=args.working_size),
-        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, blend=args.blend,
-                                chunk_size=args.chunk),
-        paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction),
+        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
+        paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction,
+                            blend=args.blend),
     )
     failures = 0
     for number, path in enumerate(files, 1):

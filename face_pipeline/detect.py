@@ -8,7 +8,7 @@ vectorised and cached per input size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,7 +34,10 @@ class RetinaFaceDetector:
     network: torch.nn.Module
     backbone: str  # "mobilenet0.25" or "resnet50"
     path: Path | None = None
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +71,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Retin
     except RuntimeError as error:
         raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {error}") from error
     network.eval().requires_grad_(False)
-    return RetinaFaceDetector(network, backbone, path, device)
+    return RetinaFaceDetector(network, backbone, path)
 
 
 @lru_cache(maxsize=16)

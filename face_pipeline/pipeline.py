@@ -35,7 +35,6 @@ class RestoreSettings:
     fidelity: float = 1.0
     noise: str = "fixed"  # fixed | seeded
     seed: int = 0
-    blend: float = 1.0
     chunk_size: int = 8
 
 
@@ -44,6 +43,7 @@ class PasteSettings:
     mask: str = "feathered"  # feathered | parsing
     feather: float = 1.0
     color_correction: bool = False
+    blend: float = 1.0  # visibility of the restored faces: 0 = frames unchanged, 1 = fully restored
 
 
 @dataclass
@@ -112,7 +112,7 @@ def restore_faces_in_images(
         faces, crops = align_faces(rgb, faces, crop_size)
         restored = restore_crops(
             network, crops, fidelity=restore.fidelity, noise=restore.noise,
-            seed=restore.seed + len(all_faces), blend=restore.blend, chunk_size=restore.chunk_size,
+            seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size,
         )
         parse_masks = None
         if paste.mask == "parsing" and len(faces):
@@ -122,7 +122,7 @@ def restore_faces_in_images(
         chunk_targets = None if targets is None else targets[start : start + frames_per_chunk].to(device, torch.float32)
         pasted, masks = paste_faces(
             frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
-            color_correction=paste.color_correction, targets=chunk_targets,
+            color_correction=paste.color_correction, blend=paste.blend, targets=chunk_targets,
         )
         source = images if targets is None else targets
         for offset in range(pasted.shape[0]):

@@ -1,0 +1,31 @@
+"""ComfyUI nodes (V3 schema): thin adapters over the face pipeline."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import ComfyExtension, io
+
+from .common import register_model_folders
+from .faces import DetectFaces, PasteFaces, RestoreFaces
+from .loaders import LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
+from .restore import GFPGANFaceRestore
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadGFPGANModel,
+    LoadFaceDetector,
+    LoadFaceParser,
+    DetectFaces,
+    RestoreFaces,
+    PasteFaces,
+    GFPGANFaceRestore,
+]
+
+
+class GFPGANExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        register_model_folders()
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+register_model_folders()  # before any schema lists the folders' files

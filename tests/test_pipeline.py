@@ -160,8 +160,12 @@ def test_settings_reach_the_stages(astronaut_rgb, detector):
     image = to_batch(astronaut_rgb)
     none = restore_faces_in_images(image, Constant(), detector, detect=DetectSettings(threshold=0.99999))
     assert len(none.faces) == 0 and torch.equal(none.images, image)
-    half = restore_faces_in_images(image, Constant(), detector, restore=RestoreSettings(blend=0.5))
+    half = restore_faces_in_images(image, Constant(), detector, paste=PasteSettings(blend=0.5))
     full = restore_faces_in_images(image, Constant(), detector)
-    assert torch.allclose(half.restored, (full.restored + half.crops) / 2, atol=1e-5)
+    assert torch.allclose(half.images, (full.images + image) / 2, atol=1e-5)
+    assert torch.allclose(half.masks, full.masks / 2, atol=1e-6)
+    seeded = restore_faces_in_images(image, seeded_clean_network(1, narrow=0.25, num_mlp=2), detector,
+                                     restore=RestoreSettings(noise="seeded", seed=3, fidelity=0.5))
+    assert len(seeded.faces) == 1
     corrected = restore_faces_in_images(image, Constant(), detector, paste=PasteSettings(color_correction=True))
     assert not torch.allclose(corrected.images, full.images)

@@ -1,0 +1,104 @@
+"""Shared plumbing for the nodes: ComfyUI folders, tensor layouts, devices, progress."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+import comfy.model_management as model_management
+import comfy.utils
+import folder_paths
+from comfy.model_patcher import ModelPatcher
+
+from ..gfpgan_arch import KNOWN_RELEASES
+
+GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
+DETECTION_FOLDER = "facedetection"
+WEIGHT_SUFFIXES = (".pth", ".safetensors", ".ckpt", ".pt")
+CATEGORY = "image/face restoration"
+
+
+def register_model_folders() -> None:
+    """Add our model folders without disturbing paths users set in extra_model_paths.yaml."""
+    models = folder_paths.models_dir
+    for key, folder in (
+        (GFPGAN_FOLDER, "facerestore_models"),
+        (GFPGAN_FOLDER, "gfpgan"),
+        (DETECTION_FOLDER, "facedetection"),
+        (DETECTION_FOLDER, "facexlib"),
+    ):
+        folder_paths.add_model_folder_path(key, os.path.join(models, folder))
+
+
+def weight_files(folder_key: str) -> list[str]:
+    """Weight files listed in a ComfyUI model folder."""
+    return [f for f in folder_paths.get_filename_list(folder_key) if f.lower().endswith(WEIGHT_SUFFIXES)]
+
+
+def resolve_model_path(folder_key: str, name: str, arch: str) -> str:
+    """Full path of a listed model file, or an error that says where to put it and where to get it."""
+    path = folder_paths.get_full_path(folder_key, name) if name else None
+    if path:
+        return path
+    folders = ", ".join(folder_paths.get_folder_paths(folder_key))
+    wanted = [r for r in KNOWN_RELEASES if r.arch == arch]
+    hint = "; ".join(f"{r.file_name} from {r.url}" for r in wanted)
+    raise FileNotFoundError(
+        f"model file {name!r} not found. Put it in one of: {folders}. Official files: {hint}. "
+        f"Nothing is downloaded automatically; `comfyui-gfpgan download NAME` fetches one explicitly."
+    )
+
+
+@dataclass
+class PatchedModel:
+    """A network managed by ComfyUI's model management, plus what we know about it."""
+
+    patcher: ModelPatcher
+    info: Any = None  # LoadedGFPGAN, RetinaFaceDetector or FaceParser (their .network is patcher.model)
+
+    def on_device(self) -> torch.nn.Module:
+        """Load onto ComfyUI's compute device (evicting other models if needed) and return the network."""
+        model_management.load_models_gpu([self.patcher])
+        return self.patcher.model
+
+
+def patch(network: torch.nn.Module, info: Any) -> PatchedModel:
+    return PatchedModel(
+        ModelPatcher(network, load_device=model_management.get_torch_device(),
+                     offload_device=model_management.unet_offload_device()),
+        info,
+    )
+
+
+def progress_callback(total: int) -> Callable[[int, int], None]:
+    """A callback for the pipeline that drives ComfyUI's progress bar and honours Cancel."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def report(done: int, _total: int) -> None:
+        bar.update_absolute(done, total)
+        model_management.throw_exception_if_processing_interrupted()
+
+    return report
+
+
+def to_bchw(image: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE ``[B,H,W,C]`` -> ``[B,C,H,W]`` (a view: never written to)."""
+    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected an IMAGE of shape [B,H,W,C] with 1, 3 or 4 channels, got {tuple(image.shape)}")
+    return image.movedim(-1, 1)
+
+
+def to_bhwc(image: torch.Tensor) -> torch.Tensor:
+    return image.movedim(1, -1).contiguous().to(model_management.intermediate_device())
+
+
+def face_chunk_size(device: torch.device, dtype: torch.dtype) -> int:
+    """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32)."""
+    if device.type != "cuda":
+        return 4
+    per_face = 0.35e9 * (0.5 if dtype == torch.bfloat16 else 1.0)
+    free = model_management.get_free_memory(device)
+    return int(max(1, min(32, free * 0.8 // per_face)))

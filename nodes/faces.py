@@ -1,0 +1,195 @@
+"""Modular nodes: detect faces, restore crops, paste faces back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from comfy_api.v0_0_2 import io
+
+from ..face_pipeline.align import align_faces
+from ..face_pipeline.detect import detect_faces, select_faces
+from ..face_pipeline.faces import FaceBatch
+from ..face_pipeline.parse import parse_face_masks
+from ..face_pipeline.paste import paste_faces
+from ..face_pipeline.preview import draw_faces
+from ..face_pipeline.restore import restore_crops
+from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw, to_bhwc
+from .loaders import FaceDetector, FaceParser, GFPGANModel
+
+Faces = io.Custom("FACES")
+
+SELECTIONS = ["all", "largest", "center", "top_k"]
+NOISE_MODES = ["fixed", "seeded"]
+MASK_TYPES = ["feathered", "parsing"]
+
+
+def detection_inputs() -> list:
+    """Widgets shared by the detect node and the all-in-one node (same order in both)."""
+    return [
+        io.Float.Input("threshold", default=0.97, min=0.05, max=1.0, step=0.01,
+                       tooltip="Minimum detection confidence (GFPGANer uses 0.97)"),
+        io.Combo.Input("selection", options=SELECTIONS, default="all",
+                       tooltip="Which faces to restore per image: all, the largest, the one nearest the centre, "
+                       "or the top-k by confidence"),
+        io.Int.Input("top_k", default=1, min=1, max=64, tooltip="How many faces 'top_k' keeps per image"),
+        io.Int.Input("min_face_size", default=0, min=0, max=8192,
+                     tooltip="Ignore faces whose box is smaller than this many pixels (0 = no limit)"),
+        io.Int.Input("max_face_size", default=0, min=0, max=8192,
+                     tooltip="Ignore faces whose box is larger than this many pixels (0 = no limit)"),
+        io.Int.Input("working_size", default=640, min=0, max=8192, step=32,
+                     tooltip="Detect on a copy whose short side is at most this (0 = full size); never upscales"),
+    ]
+
+
+def detect_and_align(image: torch.Tensor, detector, threshold, selection, top_k, min_face_size, max_face_size,
+                     working_size) -> tuple[torch.Tensor, FaceBatch, torch.Tensor]:
+    network = detector.on_device()
+    frames = to_bchw(image)
+    rgb = frames[:, :3] if frames.shape[1] >= 3 else frames.expand(-1, 3, -1, -1)
+    device = next(network.parameters()).device
+    found, crops = [], []
+    batch = FaceBatch(image_sizes=[tuple(rgb.shape[-2:])] * rgb.shape[0])
+    report = progress_callback(rgb.shape[0])
+    for start in range(0, rgb.shape[0], 16):  # a long video never sits on the device at once
+        chunk = rgb[start : start + 16].to(device, torch.float32)
+        faces = detect_faces(detector.info, chunk, threshold=threshold, working_size=working_size)
+        faces = select_faces(faces, selection, top_k, min_face_size, max_face_size)
+        faces, chunk_crops = align_faces(chunk, faces)
+        for face in faces.faces:
+            found.append(replace(face, image_index=face.image_index + start))
+        crops.append(chunk_crops.cpu())
+        report(min(rgb.shape[0], start + 16), rgb.shape[0])
+    batch.faces = found
+    return rgb, batch, torch.cat(crops)
+
+
+class DetectFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANDetectFaces",
+            display_name="Detect Faces (GFPGAN)",
+            category=CATEGORY,
+            description="Finds faces with RetinaFace and crops each to the 512 px FFHQ alignment GFPGAN expects.",
+            inputs=[
+                io.Image.Input("image", tooltip="Images to search for faces"),
+                FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
+                *detection_inputs(),
+            ],
+            outputs=[
+                Faces.Output(display_name="faces", tooltip="Where each face is: boxes, landmarks and alignment"),
+                io.Image.Output(display_name="face_crops",
+                                tooltip="Aligned 512x512 face crops, one per face (empty if none found)"),
+                io.Image.Output(display_name="preview", tooltip="The images with boxes and landmarks drawn"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
+                working_size) -> io.NodeOutput:
+        rgb, faces, crops = detect_and_align(image, face_detector, threshold, selection, top_k, min_face_size,
+                                             max_face_size, working_size)
+        preview = draw_faces(rgb.cpu(), faces)
+        return io.NodeOutput(faces, to_bhwc(crops), to_bhwc(preview))
+
+
+class RestoreFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANRestoreFaces",
+            display_name="Restore Face Crops (GFPGAN)",
+            category=CATEGORY,
+            description="Runs GFPGAN on aligned 512x512 face crops, in batches on ComfyUI's device.",
+            inputs=[
+                GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
+                io.Image.Input("face_crops", tooltip="Aligned face crops, e.g. from Detect Faces"),
+                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
+                               "lower leans on the generative face prior)"),
+                io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
+                               tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
+            ],
+            outputs=[io.Image.Output(display_name="restored_crops", tooltip="Restored crops, same order and size")],
+        )
+
+    @classmethod
+    def execute(cls, gfpgan_model, face_crops, fidelity, noise, seed) -> io.NodeOutput:
+        network = gfpgan_model.on_device()
+        crops = to_bchw(face_crops)
+        if crops.shape[0] == 0:
+            return io.NodeOutput(face_crops.clone())
+        if crops.shape[1] != 3:
+            raise ValueError(f"face crops must be RGB, got {crops.shape[1]} channels")
+        size = network.out_size
+        if crops.shape[-2:] != (size, size):
+            raise ValueError(f"face crops must be {size}x{size} (use Detect Faces), got {tuple(crops.shape[-2:])}")
+        parameter = next(network.parameters())
+        restored = restore_crops(
+            network, crops, fidelity=fidelity, noise=noise, seed=seed,
+            chunk_size=face_chunk_size(parameter.device, parameter.dtype), on_chunk=progress_callback(crops.shape[0]),
+        )
+        return io.NodeOutput(to_bhwc(restored))
+
+
+def paste_inputs() -> list:
+    return [
+        io.Float.Input("blend", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Visibility of the restored faces (0 = original, 1 = fully restored)"),
+        io.Combo.Input("mask_type", options=MASK_TYPES, default="feathered",
+                       tooltip="feathered: soft square-ish edge scaled to the face; parsing: follows the face outline "
+                       "(needs a face parser)"),
+        io.Float.Input("feather", default=1.0, min=0.0, max=4.0, step=0.01,
+                       tooltip="Width of the soft edge, relative to the default (0 = hard edge)"),
+        io.Boolean.Input("color_correction", default=False,
+                         tooltip="Match the restored faces' colours to the originals"),
+    ]
+
+
+class PasteFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANPasteFaces",
+            display_name="Paste Faces Back (GFPGAN)",
+            category=CATEGORY,
+            description="Warps restored crops back into the images and blends them in. Give an upscaled copy as "
+            "target_image to detect on the small image and paste into the big one.",
+            inputs=[
+                io.Image.Input("image", tooltip="The images the faces were detected in"),
+                Faces.Input("faces", tooltip="From Detect Faces"),
+                io.Image.Input("restored_crops", tooltip="Restored crops, same order as the faces"),
+                *paste_inputs(),
+                io.Image.Input("target_image", optional=True,
+                               tooltip="Optional: a resized (e.g. upscaled) copy of image to paste into instead"),
+                FaceParser.Input("face_parser", optional=True, tooltip="Needed for mask_type 'parsing'"),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="Images with the restored faces"),
+                io.Mask.Output(display_name="face_mask", tooltip="Where faces were blended in (0..1)"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, faces, restored_crops, blend, mask_type, feather, color_correction,
+                target_image=None, face_parser=None) -> io.NodeOutput:
+        frames = to_bchw(image)
+        if frames.shape[0] != len(faces.image_sizes) or tuple(frames.shape[-2:]) != tuple(faces.image_sizes[0]):
+            raise ValueError("image does not match the images the faces were detected in (size or batch differs)")
+        restored = to_bchw(restored_crops)
+        if restored.shape[0] != len(faces):
+            raise ValueError(f"{len(faces)} faces but {restored.shape[0]} restored crops")
+        parse_masks = None
+        if mask_type == "parsing":
+            if face_parser is None:
+                raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
+            face_parser.on_device()
+            parse_masks = parse_face_masks(face_parser.info, restored)
+        targets = None if target_image is None else to_bchw(target_image)
+        pasted, masks = paste_faces(
+            frames, faces, restored, mask=mask_type, parse_masks=parse_masks, feather=feather,
+            color_correction=color_correction, blend=blend, targets=targets,
+        )
+        return io.NodeOutput(pasted.movedim(1, -1).contiguous(), masks)

@@ -1,0 +1,98 @@
+"""Loader nodes: GFPGAN model, face detector, face parser."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.v0_0_2 import io
+
+import comfy.model_management as model_management
+
+from ..face_pipeline.detect import load_detector
+from ..face_pipeline.parse import load_parser
+from ..gfpgan_arch import load_gfpgan
+from .common import CATEGORY, DETECTION_FOLDER, GFPGAN_FOLDER, patch, resolve_model_path, weight_files
+
+GFPGANModel = io.Custom("GFPGAN_MODEL")
+FaceDetector = io.Custom("FACE_DETECTOR")
+FaceParser = io.Custom("FACE_PARSER")
+
+
+def _dtype(choice: str) -> torch.dtype:
+    if choice == "fp32":
+        return torch.float32
+    if choice == "bf16":
+        return torch.bfloat16
+    device = model_management.get_torch_device()
+    return torch.bfloat16 if model_management.should_use_bf16(device) else torch.float32
+
+
+class LoadGFPGANModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANModelLoader",
+            display_name="Load GFPGAN Model",
+            category=CATEGORY,
+            description="Loads GFPGAN weights (v1.2/v1.3/v1.4 or the original v1) from models/facerestore_models "
+            "or models/gfpgan. The network is detected from the file; .pth files are read without unpickling code.",
+            inputs=[
+                io.Combo.Input("model_name", options=weight_files(GFPGAN_FOLDER),
+                               tooltip="GFPGAN weights file, e.g. GFPGANv1.4.pth or a converted .safetensors"),
+                io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
+                               tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32. "
+                               "fp16 is not offered: GFPGAN overflows it."),
+            ],
+            outputs=[GFPGANModel.Output(display_name="gfpgan_model", tooltip="The loaded GFPGAN network")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
+        path = resolve_model_path(GFPGAN_FOLDER, model_name, "GFPGANv1Clean")
+        loaded = load_gfpgan(path, device=model_management.unet_offload_device(), dtype=_dtype(dtype))
+        return io.NodeOutput(patch(loaded.network, loaded))
+
+
+class LoadFaceDetector(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANFaceDetectorLoader",
+            display_name="Load Face Detector (RetinaFace)",
+            category=CATEGORY,
+            description="Loads RetinaFace weights (detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth) "
+            "from models/facedetection or models/facexlib.",
+            inputs=[
+                io.Combo.Input("detector_name", options=weight_files(DETECTION_FOLDER),
+                               tooltip="RetinaFace weights: ResNet-50 (accurate) or MobileNet-0.25 (fast)"),
+            ],
+            outputs=[FaceDetector.Output(display_name="face_detector", tooltip="The loaded face detector")],
+        )
+
+    @classmethod
+    def execute(cls, detector_name: str) -> io.NodeOutput:
+        path = resolve_model_path(DETECTION_FOLDER, detector_name, "RetinaFace")
+        detector = load_detector(path, device=model_management.unet_offload_device())
+        return io.NodeOutput(patch(detector.network, detector))
+
+
+class LoadFaceParser(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANFaceParserLoader",
+            display_name="Load Face Parser (ParseNet)",
+            category=CATEGORY,
+            description="Loads ParseNet face-parsing weights (parsing_parsenet.pth) from models/facedetection or "
+            "models/facexlib, for blend masks that follow the face outline.",
+            inputs=[
+                io.Combo.Input("parser_name", options=weight_files(DETECTION_FOLDER),
+                               tooltip="ParseNet weights, parsing_parsenet.pth"),
+            ],
+            outputs=[FaceParser.Output(display_name="face_parser", tooltip="The loaded face parser")],
+        )
+
+    @classmethod
+    def execute(cls, parser_name: str) -> io.NodeOutput:
+        path = resolve_model_path(DETECTION_FOLDER, parser_name, "ParseNet")
+        parser = load_parser(path, device=model_management.unet_offload_device())
+        return io.NodeOutput(patch(parser.network, parser))

@@ -1,0 +1,68 @@
+"""The all-in-one node: detect, restore and paste back in one step, with GFPGANer's defaults."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
+from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw
+from .faces import NOISE_MODES, detection_inputs, paste_inputs
+from .loaders import FaceDetector, FaceParser, GFPGANModel
+
+
+class GFPGANFaceRestore(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANFaceRestore",
+            display_name="GFPGAN Face Restore",
+            category=CATEGORY,
+            description="Finds every face, restores it with GFPGAN and blends it back. The defaults reproduce the "
+            "official GFPGANer result; images without faces pass through unchanged.",
+            inputs=[
+                io.Image.Input("image", tooltip="Images to restore faces in (RGB, RGBA or gray; alpha is kept)"),
+                GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
+                FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
+                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
+                               "lower leans on the generative face prior)"),
+                *paste_inputs(),
+                *detection_inputs(),
+                io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
+                               tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
+                io.Image.Input("target_image", optional=True,
+                               tooltip="Optional: a resized (e.g. upscaled) copy of image to paste into instead"),
+                FaceParser.Input("face_parser", optional=True, tooltip="Needed for mask_type 'parsing'"),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="Images with the restored faces"),
+                io.Mask.Output(display_name="face_mask", tooltip="Where faces were blended in (0..1)"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, gfpgan_model, face_detector, fidelity, blend, mask_type, feather, color_correction,
+                threshold, selection, top_k, min_face_size, max_face_size, working_size, noise, seed,
+                target_image=None, face_parser=None) -> io.NodeOutput:
+        if mask_type == "parsing" and face_parser is None:
+            raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
+        network = gfpgan_model.on_device()
+        face_detector.on_device()
+        parser = None
+        if face_parser is not None:
+            face_parser.on_device()
+            parser = face_parser.info
+        parameter = next(network.parameters())
+        result = restore_faces_in_images(
+            to_bchw(image), network, face_detector.info, parser,
+            detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
+                                  max_face_size=max_face_size, working_size=working_size),
+            restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed,
+                                    chunk_size=face_chunk_size(parameter.device, parameter.dtype)),
+            paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),
+            targets=None if target_image is None else to_bchw(target_image),
+            on_progress=progress_callback(image.shape[0]),
+        )
+        return io.NodeOutput(result.images.movedim(1, -1).contiguous(), result.masks)
+

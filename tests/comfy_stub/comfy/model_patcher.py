@@ -1,0 +1,6 @@
+"""Test stand-in for comfy.model_patcher.ModelPatcher: holds a module and its load/offload devices."""
+
+
+class ModelPatcher:
+    def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+        self.model, self.load_device, self.offload_device, self.size = model, load_device, offload_device, size

@@ -1,0 +1,134 @@
+"""The ComfyUI nodes, run without ComfyUI through tests/comfy_stub (or the real modules if importable)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+STUB = Path(__file__).parent / "comfy_stub"
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, official_weight_files, retinaface_weights):
+    models_dir = tmp_path_factory.mktemp("comfy_models")
+    (models_dir / "facerestore_models").mkdir()
+    (models_dir / "facedetection").mkdir()
+    shutil.copy(official_weight_files["safetensors"], models_dir / "facerestore_models" / "GFPGANv1.4-seeded.safetensors")
+    shutil.copy(retinaface_weights, models_dir / "facedetection" / "retinaface_mobilenet0.25.safetensors")
+    os.environ["GFPGAN_TEST_MODELS_DIR"] = str(models_dir)
+    if importlib.util.find_spec("comfy_api") is None:
+        sys.path.insert(0, str(STUB))
+    import comfyui_gfpgan.nodes as module
+
+    return module
+
+
+def schema_of(node):
+    return node.define_schema()
+
+
+def test_every_schema_is_complete_and_sane(nodes):
+    ids = set()
+    for node in nodes.NODES:
+        schema = schema_of(node)
+        schema.validate()
+        assert schema.node_id.startswith("GFPGAN") and schema.node_id not in ids
+        ids.add(schema.node_id)
+        assert schema.display_name and schema.description
+        for item in schema.inputs + schema.outputs:
+            assert item.tooltip, f"{schema.node_id}.{getattr(item, 'id', item.display_name)} has no tooltip"
+        for item in schema.inputs:
+            options = getattr(item, "options", {})
+            if item.io_type == "FLOAT":
+                assert options["step"] <= 0.01, f"{schema.node_id}.{item.id}: floats need step 0.01"
+            if item.io_type in ("FLOAT", "INT"):
+                assert options["min"] <= item.default <= options["max"]
+            if item.io_type == "COMBO" and item.default is not None:
+                assert item.default in item.choices
+    assert len(ids) == 7
+
+
+def test_extension_registers_folders_and_lists_nodes(nodes):
+    import folder_paths
+
+    extension = asyncio.run(__import__("comfyui_gfpgan").comfy_entrypoint())
+    assert asyncio.run(extension.get_node_list()) == nodes.NODES
+    assert any(p.endswith("facerestore_models") for p in folder_paths.get_folder_paths("facerestore_models"))
+    assert any(p.endswith("facexlib") for p in folder_paths.get_folder_paths("facedetection"))
+    model_input = schema_of(nodes.LoadGFPGANModel).inputs[0]
+    assert model_input.choices == ["GFPGANv1.4-seeded.safetensors"]
+
+
+@pytest.fixture(scope="module")
+def loaded(nodes):
+    model = nodes.LoadGFPGANModel.execute("GFPGANv1.4-seeded.safetensors", "auto").result[0]
+    detector = nodes.LoadFaceDetector.execute("retinaface_mobilenet0.25.safetensors").result[0]
+    return model, detector
+
+
+def comfy_image(rgb) -> torch.Tensor:
+    return torch.from_numpy(rgb)[None].float() / 255
+
+
+def test_missing_model_names_folder_and_url(nodes):
+    with pytest.raises(FileNotFoundError) as error:
+        nodes.LoadGFPGANModel.execute("GFPGANv1.4.pth", "auto")
+    message = str(error.value)
+    assert "facerestore_models" in message and "https://github.com/TencentARC/GFPGAN/releases" in message
+
+
+@pytest.mark.slow
+def test_modular_chain_equals_all_in_one(nodes, loaded, astronaut_rgb):
+    import comfy.utils
+
+    model, detector = loaded
+    image = comfy_image(astronaut_rgb)
+    before = image.clone()
+    faces, crops, preview = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 640).result
+    assert len(faces) == 1 and crops.shape == (1, 512, 512, 3) and preview.shape == image.shape
+    assert not torch.equal(preview, image)  # boxes were drawn
+    comfy.utils.updates.clear()
+    restored = nodes.RestoreFaces.execute(model, crops, 1.0, "fixed", 0).result[0]
+    assert restored.shape == crops.shape and comfy.utils.updates[-1] == (1, 1)
+    pasted, mask = nodes.PasteFaces.execute(image, faces, restored, 1.0, "feathered", 1.0, False).result
+    assert pasted.shape == image.shape and mask.shape == (1, 512, 512) and mask.max() > 0.99
+    one_step, one_mask = nodes.GFPGANFaceRestore.execute(
+        image, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0, 640, "fixed", 0
+    ).result
+    assert torch.equal(image, before), "a node modified its input in place"
+    assert torch.allclose(one_step, pasted, atol=2e-3) and torch.allclose(one_mask, mask, atol=1e-4)
+
+
+def test_all_in_one_passes_faceless_frames_and_keeps_alpha(nodes, loaded, astronaut_rgb):
+    model, detector = loaded
+    blank = torch.rand(1, 64, 80, 4)
+    out, mask = nodes.GFPGANFaceRestore.execute(
+        blank, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0, 640, "fixed", 0
+    ).result
+    assert torch.equal(out, blank) and mask.shape == (1, 64, 80) and mask.max() == 0
+
+
+def test_paste_rejects_mismatched_inputs(nodes, loaded, astronaut_rgb):
+    _, detector = loaded
+    image = comfy_image(astronaut_rgb)
+    faces, crops, _ = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 640).result
+    with pytest.raises(ValueError, match="does not match"):
+        nodes.PasteFaces.execute(image[:, :256], faces, crops, 1.0, "feathered", 1.0, False)
+    with pytest.raises(ValueError, match="face parser"):
+        nodes.PasteFaces.execute(image, faces, crops, 1.0, "parsing", 1.0, False)
+
+
+def test_cancel_stops_the_run(nodes, loaded, astronaut_rgb):
+    import comfy.model_management
+
+    _, detector = loaded
+    comfy.model_management.interrupt_requested = True
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        nodes.DetectFaces.execute(comfy_image(astronaut_rgb), detector, 0.97, "all", 1, 0, 0, 640)

@@ -1,0 +1,92 @@
+"""Chunked restoration: semantics, chunk independence, OOM back-off, cancel."""
+
+import pytest
+import torch
+
+from comfyui_gfpgan.face_pipeline.restore import restore_crops
+
+from factories import seeded_clean_network
+
+SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
+
+
+@pytest.fixture(scope="module")
+def network():
+    return seeded_clean_network(seed=4, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def test_matches_the_network_and_is_independent_of_chunking(network, crops):
+    with torch.inference_mode():
+        direct = network(crops * 2 - 1).add(1).div(2).clamp(0, 1)
+    for chunk in (1, 2, 5, 8):
+        assert torch.allclose(restore_crops(network, crops, chunk_size=chunk), direct, atol=1e-5)
+    seeded = [restore_crops(network, crops, noise="seeded", seed=11, chunk_size=c) for c in (1, 3)]
+    assert torch.allclose(seeded[0], seeded[1], atol=1e-5)
+    assert not torch.allclose(seeded[0], restore_crops(network, crops, noise="seeded", seed=12), atol=1e-4)
+
+
+def test_blend_mixes_in_image_space(network, crops):
+    full = restore_crops(network, crops)
+    assert torch.allclose(restore_crops(network, crops, blend=0.25), 0.75 * crops + 0.25 * full, atol=1e-5)
+    assert torch.equal(restore_crops(network, crops, blend=0.0), crops)
+
+
+def test_progress_and_cancel(network, crops):
+    calls = []
+    restore_crops(network, crops, chunk_size=2, on_chunk=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        restore_crops(network, crops, chunk_size=2, on_chunk=cancel)
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """Identity network that fails like CUDA does when given more than ``limit`` faces."""
+
+    out_size = 64
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit, self.sizes = limit, []
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        self.sizes.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x
+
+
+def test_out_of_memory_halves_the_chunk(crops):
+    fake = RunsOutOfMemory(limit=2)
+    out = restore_crops(fake, crops, chunk_size=8)
+    assert torch.allclose(out, crops, atol=1e-6)
+    assert fake.sizes[:3] == [5, 4, 2] and max(fake.sizes[3:]) <= 2
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        restore_crops(RunsOutOfMemory(limit=0), crops, chunk_size=4)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(noise="random"), "noise"),
+    (dict(fidelity=1.5), "fidelity"),
+    (dict(blend=-0.1), "blend"),
+])
+def test_bad_settings(network, crops, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        restore_crops(network, crops, **kwargs)
+
+
+def test_wrong_crop_size(network):
+    with pytest.raises(ValueError, match=r"\[N,3,64,64\]"):
+        restore_crops(network, torch.rand(1, 3, 32, 32))

@@ -1,0 +1,173 @@
+"""End to end in a real ComfyUI: start it with this pack linked, post the API workflows, check the outputs.
+
+Runs only when a ComfyUI checkout is given: COMFYUI_DIR (the checkout) and COMFYUI_PYTHON
+(a Python with ComfyUI's requirements and this pack's dependencies). See the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+API_WORKFLOWS = Path(__file__).parent / "api_workflows"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.comfyui
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(url: str, payload: dict | None = None) -> dict:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_dir):
+    comfy_dir, python = os.environ.get("COMFYUI_DIR"), os.environ.get("COMFYUI_PYTHON")
+    if not comfy_dir or not python:
+        pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI")
+    comfy_dir = Path(comfy_dir)
+    link = comfy_dir / "custom_nodes" / "comfyui-gfpgan"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT)
+    root = tmp_path_factory.mktemp("comfyui")
+    models = root / "models"
+    for folder in ("facerestore", "facexlib", "upscale"):
+        (models / folder).mkdir(parents=True)
+    shutil.copy(official_weight_files["pth"], models / "facerestore" / "GFPGANv1.4-seeded.pth")
+    shutil.copy(retinaface_weights, models / "facexlib" / "retinaface_mobilenet0.25.safetensors")
+    from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
+
+    torch.manual_seed(0)
+    upscaler = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=16, num_conv=2, upscale=2, act_type="prelu")
+    torch.save({"params": upscaler.state_dict()}, models / "upscale" / "compact_x2-seeded.pth")
+    # The YAML keys a user would write to share model folders with other tools.
+    (root / "extra_model_paths.yaml").write_text(
+        f"gfpgan_test:\n    base_path: {models}\n    facerestore_models: facerestore\n"
+        f"    facedetection: facexlib\n    upscale_models: upscale\n"
+    )
+    inputs, outputs = root / "input", root / "output"
+    inputs.mkdir()
+    import cv2
+
+    cv2.imwrite(str(inputs / "portrait.png"), cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg")))  # lossless
+    port = _free_port()
+    log = open(root / "comfyui.log", "w")
+    process = subprocess.Popen(
+        [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"),
+         "--input-directory", str(inputs), "--output-directory", str(outputs)],
+        cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                _request(f"{url}/system_stats")
+                break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"ComfyUI exited: {(root / 'comfyui.log').read_text()[-3000:]}")
+                time.sleep(1)
+        yield {"url": url, "log": root / "comfyui.log", "outputs": outputs}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _run(comfyui, workflow: dict, timeout: float = 300) -> dict:
+    prompt_id = _request(f"{comfyui['url']}/prompt", {"prompt": workflow, "client_id": "e2e"})["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = _request(f"{comfyui['url']}/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+            entry = history[prompt_id]
+            assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-2000:]
+            return entry["outputs"]
+        time.sleep(1)
+    pytest.fail("workflow did not finish in time")
+
+
+def _load(name: str) -> dict:
+    workflow = json.loads((API_WORKFLOWS / f"{name}.json").read_text())
+    for node in workflow.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "GFPGANModelLoader":
+            inputs["model_name"] = "GFPGANv1.4-seeded.pth"
+        elif node["class_type"] == "GFPGANFaceDetectorLoader":
+            inputs["detector_name"] = "retinaface_mobilenet0.25.safetensors"
+        elif node["class_type"] == "UpscaleModelLoader":
+            inputs["model_name"] = "compact_x2-seeded.pth"
+    return workflow
+
+
+def _saved_images(comfyui, outputs: dict) -> list[Path]:
+    files = []
+    for node_output in outputs.values():
+        for image in node_output.get("images", []):
+            if image["type"] == "output":
+                files.append(comfyui["outputs"] / image["subfolder"] / image["filename"])
+    return files
+
+
+def test_pack_imports_cleanly(comfyui):
+    log = comfyui["log"].read_text()
+    assert "comfyui-gfpgan" in log
+    assert not [line for line in log.splitlines() if "IMPORT FAILED" in line and "gfpgan" in line]
+    info = _request(f"{comfyui['url']}/object_info")
+    ours = {name for name, spec in info.items() if "comfyui-gfpgan" in spec["python_module"]}
+    assert ours == {"GFPGANModelLoader", "GFPGANFaceDetectorLoader", "GFPGANFaceParserLoader", "GFPGANDetectFaces",
+                    "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore"}
+    spec = info["GFPGANModelLoader"]["input"]["required"]["model_name"]
+    options = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+    assert "GFPGANv1.4-seeded.pth" in options  # found through extra_model_paths.yaml
+
+
+@pytest.mark.parametrize("name,scale", [
+    ("gfpgan_restore_simple", 1), ("gfpgan_modular_detect_restore_paste", 1), ("gfpgan_after_upscaler", 2),
+])
+def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
+    import cv2
+
+    outputs = _run(comfyui, _load(name))
+    files = _saved_images(comfyui, outputs)
+    assert len(files) == 1
+    result = cv2.imread(str(files[0]))
+    original = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))
+    assert result.shape == (original.shape[0] * scale, original.shape[1] * scale, 3)
+    if scale == 1:
+        changed = np.abs(result.astype(int) - original.astype(int)).max(axis=2) > 8
+        ys, xs = np.nonzero(changed)
+        # only the face's aligned region (box 177..354 x 106..328, plus the crop margin) changed
+        assert changed.mean() > 0.05 and 200 < xs.mean() < 330 and 130 < ys.mean() < 300
+        assert not changed[:30].any() and not changed[380:].any()
+        assert not changed[:, :90].any() and not changed[:, 430:].any()
+
+
+def test_txt2img_workflow_validates(comfyui):
+    """No SD checkpoint here: the graph must still pass ComfyUI's validation up to the missing file."""
+    workflow = _load("gfpgan_after_txt2img")
+    request = urllib.request.Request(f"{comfyui['url']}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30)
+    body = json.loads(error.value.read())
+    bad_nodes = {node_id for node_id in body.get("node_errors", {})}
+    assert bad_nodes <= {"1"}, body  # only the checkpoint loader (its file is absent)

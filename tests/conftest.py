@@ -7,7 +7,10 @@ with a reason when they are absent.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +86,19 @@ def official_reference_network(official_clean_network):
     reference = module.GFPGANv1Clean(**config, decoder_load_path=None, fix_decoder=False).eval()
     reference.load_state_dict(official_clean_network.state_dict(), strict=True)
     return reference
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes(tmp_path_factory, official_weight_files, retinaface_weights):
+    """The pack's node module, importable without ComfyUI (tests/comfy_stub stands in when it is absent)."""
+    models_dir = tmp_path_factory.mktemp("comfy_models")
+    (models_dir / "facerestore_models").mkdir()
+    (models_dir / "facedetection").mkdir()
+    shutil.copy(official_weight_files["safetensors"], models_dir / "facerestore_models" / "GFPGANv1.4-seeded.safetensors")
+    shutil.copy(retinaface_weights, models_dir / "facedetection" / "retinaface_mobilenet0.25.safetensors")
+    os.environ["GFPGAN_TEST_MODELS_DIR"] = str(models_dir)
+    if importlib.util.find_spec("comfy_api") is None:
+        sys.path.insert(0, str(Path(__file__).parent / "comfy_stub"))
+    import comfyui_gfpgan.nodes as module
+
+    return module

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-STUB = Path(__file__).parent / "comfy_stub"
-
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory, official_weight_files, retinaface_weights):
-    models_dir = tmp_path_factory.mktemp("comfy_models")
-    (models_dir / "facerestore_models").mkdir()
-    (models_dir / "facedetection").mkdir()
-    shutil.copy(official_weight_files["safetensors"], models_dir / "facerestore_models" / "GFPGANv1.4-seeded.safetensors")
-    shutil.copy(retinaface_weights, models_dir / "facedetection" / "retinaface_mobilenet0.25.safetensors")
-    os.environ["GFPGAN_TEST_MODELS_DIR"] = str(models_dir)
-    if importlib.util.find_spec("comfy_api") is None:
-        sys.path.insert(0, str(STUB))
-    import comfyui_gfpgan.nodes as module
-
-    return module
+def nodes(comfy_nodes):
+    return comfy_nodes
 
 
 def schema_of(node):

@@ -1,0 +1,93 @@
+"""The shipped UI workflows: known node types, widget values that fit our inputs, consistent links, model list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+API_WORKFLOWS = Path(__file__).parent / "api_workflows"
+CORE_NODES = {
+    "LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "UpscaleModelLoader", "ImageUpscaleWithModel",
+    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
+}
+WIDGET_TYPES = {"FLOAT", "INT", "COMBO", "BOOLEAN", "STRING"}
+MODEL_WIDGETS = {"model_name", "detector_name", "parser_name", "ckpt_name"}
+
+
+@pytest.fixture(scope="module")
+def schemas(comfy_nodes):
+    return {node.define_schema().node_id: node.define_schema() for node in comfy_nodes.NODES}
+
+
+def test_there_is_a_workflow_per_use_case():
+    names = {w.stem for w in WORKFLOWS}
+    assert names == {"gfpgan_restore_simple", "gfpgan_modular_detect_restore_paste", "gfpgan_after_upscaler",
+                     "gfpgan_after_txt2img"}
+    assert names == {w.stem for w in API_WORKFLOWS.glob("gfpgan_*.json")}
+
+
+def check_widgets(schema, node, model_names):
+    values = list(node["widgets_values"])
+    for item in schema.inputs:
+        if item.io_type not in WIDGET_TYPES:
+            continue
+        assert values, f"{schema.node_id}: too few widget values"
+        value = values.pop(0)
+        where = f"{schema.node_id}.{item.id}={value!r}"
+        if item.io_type == "COMBO":
+            assert value in (model_names if item.id in MODEL_WIDGETS else item.choices), where
+        elif item.io_type in ("FLOAT", "INT"):
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+            assert item.options["min"] <= value <= item.options["max"], where
+            if item.io_type == "INT":
+                assert float(value).is_integer(), where
+            if item.id == "seed":  # the frontend stores its 'control after generate' choice next to a seed
+                assert values.pop(0) in ("fixed", "increment", "decrement", "randomize"), where
+        elif item.io_type == "BOOLEAN":
+            assert isinstance(value, bool), where
+    assert not values, f"{schema.node_id}: extra widget values {values}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_is_loadable(path, schemas):
+    workflow = json.loads(path.read_text())
+    model_names = {m["name"] for m in workflow["models"]}
+    for model in workflow["models"]:
+        assert model["url"].startswith("https://") and model["directory"]
+        assert model.get("hash_type", "SHA256") == "SHA256" and len(model.get("hash", "0" * 64)) == 64
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    assert workflow["last_node_id"] >= max(nodes)
+    for node in nodes.values():
+        assert node["type"] in schemas or node["type"] in CORE_NODES, node["type"]
+        if node["type"] in schemas:
+            check_widgets(schemas[node["type"]], node, model_names)
+            names = [i.id for i in schemas[node["type"]].inputs]
+            for socket in node["inputs"]:
+                assert socket["name"] in names
+    for link_id, source, source_slot, target, target_slot, link_type in workflow["links"]:
+        output = nodes[source]["outputs"][source_slot]
+        socket = nodes[target]["inputs"][target_slot]
+        assert link_id in output["links"] and socket["link"] == link_id
+        assert output["type"] == socket["type"] == link_type
+        if nodes[target]["type"] in schemas:
+            schema = schemas[nodes[target]["type"]]
+            expected = next(i for i in schema.inputs if i.id == socket["name"])
+            assert expected.io_type == link_type
+    for node in nodes.values():  # every required socket of ours is connected
+        if node["type"] in schemas:
+            for item in schemas[node["type"]].inputs:
+                if item.io_type not in WIDGET_TYPES and not item.optional:
+                    socket = next(s for s in node["inputs"] if s["name"] == item.id)
+                    assert socket["link"] is not None, f"{node['type']}.{item.id} is not connected"
+    used_models = {v for n in nodes.values() for v in n.get("widgets_values", []) if isinstance(v, str)}
+    assert model_names <= used_models
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_api_copy_matches_the_ui_workflow(path):
+    ui = json.loads(path.read_text())
+    api = json.loads((API_WORKFLOWS / path.name).read_text())
+    assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())

@@ -1,0 +1,204 @@
+"""Our pipeline against GFPGANer's algorithm on the same inputs, weights and detector, in one run.
+
+    python benchmarks/bench_pipeline.py [--device cuda] [--cases one_face four_faces eight_faces]
+
+Each measurement runs in a fresh subprocess so peak memory (CPU: max RSS; CUDA: max allocated) is
+its own. The baseline is facexlib's FaceRestoreHelper + a per-face network loop (the upstream
+GFPGANv1Clean code, via spandrel) + its CPU paste, with and without its parsing mask: GFPGANer's
+enhance(). Weights are seeded random (no real weights offline), which changes no timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GFPGAN_TEST_ASSETS", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CASES = {  # name: (height, width, faces per frame, frames)
+    "one_face": (512, 512, 1, 1),
+    "four_faces": (2048, 2048, 4, 1),
+    "eight_faces": (2160, 3840, 8, 1),
+    "batch_32_faces": (2160, 3840, 8, 4),
+}
+
+
+def compose(case: str) -> np.ndarray:
+    """``[frames, H, W, 3]`` uint8 RGB: the shared photos tiled at face-friendly scales on a gray frame."""
+    import cv2
+
+    height, width, faces, frames = CASES[case]
+    photos = [cv2.imread(str(SHARED / "images" / n))[:, :, ::-1] for n in ("astronaut.png", "grace_hopper.jpg")]
+    if case == "one_face":
+        return photos[0][None].copy()
+    canvas = np.full((height, width, 3), 128, np.uint8)
+    columns = 4 if faces > 4 else 2
+    rows = -(-faces // columns)
+    cell_h, cell_w = height // rows, width // columns
+    for index in range(faces):
+        photo = photos[index % 2]
+        scale = min(cell_h / photo.shape[0], cell_w / photo.shape[1]) * 0.95
+        tile = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        y, x = (index // columns) * cell_h, (index % columns) * cell_w
+        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+    return np.stack([canvas] * frames)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_ours(case: str, device: str, dtype: str) -> dict:
+    from comfyui_gfpgan.face_pipeline.align import align_faces
+    from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector
+    from comfyui_gfpgan.face_pipeline.paste import paste_faces
+    from comfyui_gfpgan.face_pipeline.restore import restore_crops
+    from comfyui_gfpgan.gfpgan_arch.testing import seeded_clean_network
+
+    network = seeded_clean_network(0).to(device, getattr(torch, dtype))
+    detector = load_detector(SHARED / "weights" / "retinaface_mobilenet0.25.safetensors", device)
+    frames = torch.from_numpy(compose(case)).permute(0, 3, 1, 2).float() / 255
+    times: dict[str, float] = {}
+
+    def stage(name, fn):
+        sync(device)
+        start = time.perf_counter()
+        out = fn()
+        sync(device)
+        times[name] = times.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    with torch.inference_mode():
+        stage("warm-up", lambda: restore_crops(network, torch.zeros(1, 3, 512, 512, device=device)))
+        times.clear()
+        start = time.perf_counter()
+        images = stage("upload", lambda: frames.to(device))
+        faces = stage("detect", lambda: detect_faces(detector, images))
+        faces, crops = stage("align", lambda: align_faces(images, faces))
+        restored = stage("restore", lambda: restore_crops(network, crops, chunk_size=32))
+        result, _ = stage("paste", lambda: paste_faces(images, faces, restored))
+        stage("download", lambda: result.cpu())
+        total = time.perf_counter() - start
+    return {"faces": len(faces), "total": total, "stages": times, "output": result.cpu()}
+
+
+def run_reference(case: str, device: str, parse: bool) -> dict:
+    from gfpganer_reference import gfpganer_enhance, make_face_helper
+    from spandrel.architectures.GFPGAN.__arch.gfpganv1_clean_arch import GFPGANv1Clean
+
+    from comfyui_gfpgan.gfpgan_arch.testing import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
+
+    network = GFPGANv1Clean(**OFFICIAL_CLEAN_CONFIG, decoder_load_path=None, fix_decoder=False).eval()
+    network.load_state_dict(seeded_clean_network(0).state_dict())
+    network.to(device)
+    parser = None
+    if parse:
+        from facexlib.parsing.parsenet import ParseNet
+
+        torch.manual_seed(0)
+        parser = ParseNet(in_size=512, out_size=512, parsing_ch=19).eval().to(device)
+    helper = make_face_helper(SHARED / "weights" / "retinaface_mobilenet0.25.safetensors", parser)
+    helper.device = torch.device(device)
+    helper.face_det.to(device)
+    helper.face_det.device = torch.device(device)
+    helper.face_det.mean_tensor = helper.face_det.mean_tensor.to(device)
+    network_time = [0.0]
+
+    def timed_network(x, **kwargs):
+        sync(device)
+        start = time.perf_counter()
+        out = network(x.to(device), **kwargs)
+        sync(device)
+        network_time[0] += time.perf_counter() - start
+        return out[0].cpu(), out[1]
+
+    frames = compose(case)
+    with torch.inference_mode():
+        network(torch.zeros(1, 3, 512, 512, device=device), return_rgb=False, randomize_noise=False)  # warm-up
+        start = time.perf_counter()
+        faces = 0
+        outputs = []
+        for frame in frames:
+            restored, count = gfpganer_enhance(helper, timed_network, np.ascontiguousarray(frame[:, :, ::-1]))
+            outputs.append(restored)
+            faces += count
+        total = time.perf_counter() - start
+    return {"faces": faces, "total": total, "stages": {"network": network_time[0], "other": total - network_time[0]},
+            "output": outputs}
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Child process: one measurement, printed as JSON."""
+    torch.manual_seed(0)
+    if args.impl == "ours":
+        result = run_ours(args.case, args.device, args.dtype)
+    else:
+        result = run_reference(args.case, args.device, parse=args.impl == "reference+parse")
+    peak = (torch.cuda.max_memory_allocated() if args.device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    output = result.pop("output")
+    if args.save:
+        torch.save(output, args.save)
+    print(json.dumps({**result, "peak_bytes": peak}))
+
+
+def child(case: str, impl: str, device: str, dtype: str = "float32", save: str | None = None) -> dict:
+    command = [sys.executable, __file__, "--child", "--case", case, "--impl", impl, "--device", device, "--dtype", dtype]
+    if save:
+        command += ["--save", save]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a.double() - b.double()) ** 2).mean()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cases", nargs="+", default=["one_face", "four_faces", "eight_faces"], choices=list(CASES))
+    parser.add_argument("--no-parse-baseline", action="store_true", help="skip the slower parse-mask baseline")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--save", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return measure(args)
+
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    bf16 = args.device.startswith("cuda") or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    for case in args.cases:
+        h, w, per_frame, frames = CASES[case]
+        print(f"\n== {case}: {frames} frame(s) of {w}x{h}, {per_frame} face(s) each")
+        runs = {"reference": child(case, "reference", args.device)}
+        if not args.no_parse_baseline:
+            runs["reference+parse"] = child(case, "reference+parse", args.device)
+        runs["ours fp32"] = child(case, "ours", args.device, "float32", "/tmp/bench_fp32.pt")
+        if bf16:
+            runs["ours bf16"] = child(case, "ours", args.device, "bfloat16", "/tmp/bench_bf16.pt")
+        base = runs["reference"]
+        for name, run in runs.items():
+            stages = ", ".join(f"{k} {v:.2f}s" for k, v in run["stages"].items())
+            print(f"{name:16s} faces {run['faces']:3d}  total {run['total']:7.2f}s  ratio {run['total'] / base['total']:.2f}x  "
+                  f"faces/s {run['faces'] / run['total']:6.2f}  peak {run['peak_bytes'] / 2**30:5.2f} GiB  [{stages}]")
+        if bf16:
+            print(f"bf16 vs fp32 output PSNR: {psnr(torch.load('/tmp/bench_fp32.pt'), torch.load('/tmp/bench_bf16.pt')):.1f} dB")
+
+
+if __name__ == "__main__":
+    main()

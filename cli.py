@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this (pixels)")
     restore.add_argument("--working-size", type=int, default=640, help="detection short side (0 = full size)")
     restore.add_argument("--color-correction", action="store_true")
-    restore.add_argument("--chunk", type=int, default=8, help="faces per network batch")
+    restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")

@@ -35,7 +35,7 @@ class RestoreSettings:
     fidelity: float = 1.0
     noise: str = "fixed"  # fixed | seeded
     seed: int = 0
-    chunk_size: int = 8
+    chunk_size: int | None = None  # faces per network call; None = best for the device
 
 
 @dataclass

@@ -42,7 +42,8 @@ def test_seeded_noise_on_cuda_is_reproducible_and_chunk_independent(cuda_network
     a = restore_crops(cuda_network, crops, noise="seeded", seed=5, chunk_size=4)
     b = restore_crops(cuda_network, crops, noise="seeded", seed=5, chunk_size=1)
     c = restore_crops(cuda_network, crops, noise="seeded", seed=6, chunk_size=4)
-    assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, c, atol=1e-3)
+    # batch size picks different cuDNN kernels (TF32 by default): equal up to kernel rounding
+    assert torch.allclose(a, b, atol=3e-3) and (a - c).abs().max() > 0.05
 
 
 def test_pipeline_on_cuda_matches_cpu(official_clean_network, cuda_network, retinaface_weights, grace_hopper_rgb):

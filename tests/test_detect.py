@@ -129,3 +129,23 @@ def test_foreign_detector_file_is_refused(tmp_path):
     save_file({"conv.weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(FaceModelError, match="not a RetinaFace"):
         load_detector(path)
+
+
+def test_landmark_smoothing_reduces_jitter():
+    from comfyui_gfpgan.face_pipeline.detect import smooth_landmarks
+
+    rng = torch.Generator().manual_seed(0)
+    frames = 12
+    jitter = torch.randn(frames, 2, generator=rng) * 3
+    faces = FaceBatch([face(i, (100 + jitter[i, 0].item(), 100 + jitter[i, 1].item(),
+                                 200 + jitter[i, 0].item(), 200 + jitter[i, 1].item())) for i in range(frames)],
+                      [(400, 400)] * frames)
+    smoothed = smooth_landmarks(faces, 0.7)
+
+    def spread(batch):
+        return torch.tensor([f.landmarks.nose for f in batch.faces]).diff(dim=0).abs().mean()
+
+    assert spread(smoothed) < spread(faces) / 2
+    assert smooth_landmarks(faces, 0.0) is faces
+    far = FaceBatch([face(0, (0, 0, 50, 50)), face(1, (300, 300, 350, 350))], [(400, 400)] * 2)
+    assert smooth_landmarks(far, 0.9).faces[1].box == (300, 300, 350, 350)  # no match: not dragged

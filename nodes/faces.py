@@ -105,12 +105,8 @@ class RestoreFaces(io.ComfyNode):
             inputs=[
                 GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
                 io.Image.Input("face_crops", tooltip="Aligned face crops, e.g. from Detect Faces"),
-                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
-                               "lower leans on the generative face prior)"),
-                io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
-                               tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
+                fidelity_input(),
+                *noise_inputs(),
             ],
             outputs=[io.Image.Output(display_name="restored_crops", tooltip="Restored crops, same order and size")],
         )
@@ -148,6 +144,35 @@ def paste_inputs() -> list:
     ]
 
 
+def fidelity_input():
+    return io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
+                          tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
+                          "lower leans on the generative face prior)")
+
+
+def noise_inputs() -> list:
+    return [
+        io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
+                       tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
+    ]
+
+
+def optional_paste_inputs() -> list:
+    return [
+        io.Image.Input("target_image", optional=True,
+                       tooltip="Optional: a resized (e.g. upscaled) copy of image to paste into instead"),
+        FaceParser.Input("face_parser", optional=True, tooltip="Needed for mask_type 'parsing'"),
+    ]
+
+
+def paste_outputs() -> list:
+    return [
+        io.Image.Output(display_name="image", tooltip="Images with the restored faces"),
+        io.Mask.Output(display_name="face_mask", tooltip="Where faces were blended in (0..1)"),
+    ]
+
+
 class PasteFaces(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -162,14 +187,9 @@ class PasteFaces(io.ComfyNode):
                 Faces.Input("faces", tooltip="From Detect Faces"),
                 io.Image.Input("restored_crops", tooltip="Restored crops, same order as the faces"),
                 *paste_inputs(),
-                io.Image.Input("target_image", optional=True,
-                               tooltip="Optional: a resized (e.g. upscaled) copy of image to paste into instead"),
-                FaceParser.Input("face_parser", optional=True, tooltip="Needed for mask_type 'parsing'"),
+                *optional_paste_inputs(),
             ],
-            outputs=[
-                io.Image.Output(display_name="image", tooltip="Images with the restored faces"),
-                io.Mask.Output(display_name="face_mask", tooltip="Where faces were blended in (0..1)"),
-            ],
+            outputs=paste_outputs(),
         )
 
     @classmethod

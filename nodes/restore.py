@@ -6,8 +6,15 @@ from comfy_api.v0_0_2 import io
 
 from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
 from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw
-from .faces import NOISE_MODES, detection_inputs, paste_inputs
-from .loaders import FaceDetector, FaceParser, GFPGANModel
+from .faces import (
+    detection_inputs,
+    fidelity_input,
+    noise_inputs,
+    optional_paste_inputs,
+    paste_inputs,
+    paste_outputs,
+)
+from .loaders import FaceDetector, GFPGANModel
 
 
 class GFPGANFaceRestore(io.ComfyNode):
@@ -23,22 +30,13 @@ class GFPGANFaceRestore(io.ComfyNode):
                 io.Image.Input("image", tooltip="Images to restore faces in (RGB, RGBA or gray; alpha is kept)"),
                 GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
-                io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
-                               "lower leans on the generative face prior)"),
+                fidelity_input(),
                 *paste_inputs(),
                 *detection_inputs(),
-                io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
-                               tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
-                io.Image.Input("target_image", optional=True,
-                               tooltip="Optional: a resized (e.g. upscaled) copy of image to paste into instead"),
-                FaceParser.Input("face_parser", optional=True, tooltip="Needed for mask_type 'parsing'"),
+                *noise_inputs(),
+                *optional_paste_inputs(),
             ],
-            outputs=[
-                io.Image.Output(display_name="image", tooltip="Images with the restored faces"),
-                io.Mask.Output(display_name="face_mask", tooltip="Where faces were blended in (0..1)"),
-            ],
+            outputs=paste_outputs(),
         )
 
     @classmethod

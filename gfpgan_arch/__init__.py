@@ -4,10 +4,12 @@ from .clean import GFPGANv1Clean
 from .convert import convert_to_safetensors, describe_file
 from .detect import ArchSpec, ModelLoadError, detect_architecture
 from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict
+from .original import GFPGANv1
 from .releases import KNOWN_RELEASES, Release, find_release
 
 __all__ = [
     "ArchSpec",
+    "GFPGANv1",
     "GFPGANv1Clean",
     "KNOWN_RELEASES",
     "LoadedGFPGAN",

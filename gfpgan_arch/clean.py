@@ -41,7 +41,52 @@ def _sft_branch(channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class GFPGANv1Clean(nn.Module):
+class GFPGANBase(nn.Module):
+    """The forward pass shared by GFPGANv1Clean and the original GFPGANv1 (they differ in layer types)."""
+
+    out_size: int
+    different_w: bool
+    num_style_feat: int
+    input_is_latent: bool
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bottleneck(self, feat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, fidelity: float = 1.0, noise: torch.Generator | list[torch.Generator] | None = None
+    ) -> torch.Tensor:
+        """Restore faces.
+
+        ``fidelity`` (w) scales the CS-SFT modulation: scale' = 1 + w (scale - 1),
+        shift' = w shift. w = 1 is the official output; lower values lean on the
+        generative prior. ``noise=None`` uses the stored noise buffers ('fixed');
+        a ``torch.Generator`` (or one per sample) draws fresh noise ('seeded').
+        """
+        feat = self.stem(x)
+        skips = []
+        for down in self.conv_body_down:
+            feat = down(feat)
+            skips.append(feat)
+        feat = self.bottleneck(feat)
+        latent = self.final_linear(feat.flatten(1))
+        if self.different_w:
+            latent = latent.view(latent.size(0), -1, self.num_style_feat)
+
+        conditions = []
+        for up, to_scale, to_shift, skip in zip(self.conv_body_up, self.condition_scale, self.condition_shift, reversed(skips)):
+            feat = up(feat + skip)
+            scale, shift = to_scale(feat), to_shift(feat)
+            if fidelity != 1.0:
+                scale = 1 + fidelity * (scale - 1)
+                shift = fidelity * shift
+            conditions += [scale, shift]
+        return self.stylegan_decoder(latent, conditions, self.input_is_latent, noise)
+
+
+class GFPGANv1Clean(GFPGANBase):
     """GFP-GAN without compiled ops. Input and output: RGB in [-1, 1], ``out_size`` square."""
 
     def __init__(
@@ -91,32 +136,8 @@ class GFPGANv1Clean(nn.Module):
             out_size, num_style_feat, num_mlp, channel_multiplier, narrow, sft_half
         )
 
-    def forward(
-        self, x: torch.Tensor, fidelity: float = 1.0, noise: torch.Generator | list[torch.Generator] | None = None
-    ) -> torch.Tensor:
-        """Restore faces.
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv_body_first(x), 0.2)
 
-        ``fidelity`` (w) scales the CS-SFT modulation: scale' = 1 + w (scale - 1),
-        shift' = w shift. w = 1 is the official output; lower values lean on the
-        generative prior. ``noise=None`` uses the stored noise buffers ('fixed');
-        a ``torch.Generator`` (or one per sample) draws fresh noise ('seeded').
-        """
-        feat = F.leaky_relu(self.conv_body_first(x), 0.2)
-        skips = []
-        for down in self.conv_body_down:
-            feat = down(feat)
-            skips.append(feat)
-        feat = F.leaky_relu(self.final_conv(feat), 0.2)
-        latent = self.final_linear(feat.flatten(1))
-        if self.different_w:
-            latent = latent.view(latent.size(0), -1, self.num_style_feat)
-
-        conditions = []
-        for up, to_scale, to_shift, skip in zip(self.conv_body_up, self.condition_scale, self.condition_shift, reversed(skips)):
-            feat = up(feat + skip)
-            scale, shift = to_scale(feat), to_shift(feat)
-            if fidelity != 1.0:
-                scale = 1 + fidelity * (scale - 1)
-                shift = fidelity * shift
-            conditions += [scale, shift]
-        return self.stylegan_decoder(latent, conditions, self.input_is_latent, noise)
+    def bottleneck(self, feat: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.final_conv(feat), 0.2)

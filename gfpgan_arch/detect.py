@@ -13,7 +13,7 @@ class ModelLoadError(Exception):
     """A weights file that cannot be loaded; the message says which file and why."""
 
 
-SUPPORTED = "GFPGAN v1.2 / v1.3 / v1.4 (GFPGANv1Clean)"
+SUPPORTED = "GFPGAN v1.2 / v1.3 / v1.4 (GFPGANv1Clean) and the original GFPGANv1"
 
 
 @dataclass(frozen=True)

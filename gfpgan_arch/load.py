@@ -86,10 +86,9 @@ def build_network(arch: str, config: dict) -> nn.Module:
     if arch == "GFPGANv1Clean":
         return GFPGANv1Clean(**config)
     if arch == "GFPGANv1":
-        raise ModelLoadError(
-            "this is the original GFPGANv1 (paper) model, which this version cannot run yet; "
-            "use GFPGANv1.4.pth or GFPGANv1.3.pth, which restore better anyway."
-        )
+        from .original import GFPGANv1
+
+        return GFPGANv1(**config)
     raise ModelLoadError(f"unknown architecture {arch!r}")
 
 

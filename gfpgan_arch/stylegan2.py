@@ -140,13 +140,7 @@ class StyleGAN2DecoderCSFT(nn.Module):
         super().__init__()
         self.num_style_feat = num_style_feat
         self.sft_half = sft_half
-        layers: list[nn.Module] = [NormStyleCode()]
-        for _ in range(num_mlp):
-            linear = nn.Linear(num_style_feat, num_style_feat, bias=True)
-            nn.init.kaiming_normal_(linear.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
-            nn.init.zeros_(linear.bias)
-            layers += [linear, nn.LeakyReLU(0.2)]
-        self.style_mlp = nn.Sequential(*layers)
+        self.style_mlp = nn.Sequential(NormStyleCode(), *self.mlp_layers(num_style_feat, num_mlp))
 
         channels = decoder_channels(channel_multiplier, narrow)
         self.log_size = int(math.log2(out_size))
@@ -154,8 +148,8 @@ class StyleGAN2DecoderCSFT(nn.Module):
         self.num_latent = self.log_size * 2 - 2
 
         self.constant_input = ConstantInput(channels[4], size=4)
-        self.style_conv1 = StyleConv(channels[4], channels[4], num_style_feat)
-        self.to_rgb1 = ToRGB(channels[4], num_style_feat, upsample=False)
+        self.style_conv1 = self.style_conv(channels[4], channels[4], num_style_feat, None)
+        self.to_rgb1 = self.to_rgb(channels[4], num_style_feat, upsample=False)
         self.style_convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         self.noises = nn.Module()
@@ -165,10 +159,29 @@ class StyleGAN2DecoderCSFT(nn.Module):
         in_channels = channels[4]
         for level in range(3, self.log_size + 1):
             out_channels = channels[2**level]
-            self.style_convs.append(StyleConv(in_channels, out_channels, num_style_feat, sample_mode="upsample"))
-            self.style_convs.append(StyleConv(out_channels, out_channels, num_style_feat))
-            self.to_rgbs.append(ToRGB(out_channels, num_style_feat, upsample=True))
+            self.style_convs.append(self.style_conv(in_channels, out_channels, num_style_feat, "upsample"))
+            self.style_convs.append(self.style_conv(out_channels, out_channels, num_style_feat, None))
+            self.to_rgbs.append(self.to_rgb(out_channels, num_style_feat, upsample=True))
             in_channels = out_channels
+
+    # Layer builders: the original (v1) decoder overrides these with its own layer types.
+    @staticmethod
+    def mlp_layers(num_style_feat: int, num_mlp: int) -> list[nn.Module]:
+        layers: list[nn.Module] = []
+        for _ in range(num_mlp):
+            linear = nn.Linear(num_style_feat, num_style_feat, bias=True)
+            nn.init.kaiming_normal_(linear.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+            nn.init.zeros_(linear.bias)
+            layers += [linear, nn.LeakyReLU(0.2)]
+        return layers
+
+    @staticmethod
+    def style_conv(in_channels: int, out_channels: int, num_style_feat: int, sample_mode: str | None) -> nn.Module:
+        return StyleConv(in_channels, out_channels, num_style_feat, sample_mode)
+
+    @staticmethod
+    def to_rgb(in_channels: int, num_style_feat: int, upsample: bool) -> nn.Module:
+        return ToRGB(in_channels, num_style_feat, upsample)
 
     def layer_noise(self, batch: int, noise: torch.Generator | list[torch.Generator] | None) -> list[torch.Tensor]:
         """Noise for each StyleConv: the stored buffers, or fresh draws.

@@ -75,16 +75,3 @@ def original_v1_state_dict(**config):
 def test_recognises_the_original_v1_layout(config):
     spec = detect_architecture(original_v1_state_dict(**config))
     assert spec.name == "GFPGANv1" and spec.config == config
-
-
-def test_original_v1_is_refused_with_a_clear_message(tmp_path):
-    from safetensors.torch import save_file
-
-    from comfyui_gfpgan.gfpgan_arch import load_gfpgan
-
-    state_dict = original_v1_state_dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=1,
-                                        input_is_latent=True, different_w=True, narrow=0.25, sft_half=True)
-    path = tmp_path / "GFPGANv1.safetensors"
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
-    with pytest.raises(ModelLoadError, match="original GFPGANv1"):
-        load_gfpgan(path)

@@ -1,0 +1,245 @@
+"""GFPGANv1: the original paper model (GFPGANv1.pth), in pure PyTorch.
+
+Same structure as GFPGANv1Clean but with StyleGAN2's "equalized learning rate"
+layers, blur-pool resampling (upfirdn2d) and fused leaky ReLUs, whose compiled
+CUDA ops are replaced by the equivalents in ``ops``. Keys match the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clean import GFPGANBase
+from .ops import FusedLeakyReLU, fused_leaky_relu, resample_kernel, upfirdn2d
+from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels
+
+_SQRT2 = math.sqrt(2)
+
+
+class Blur(nn.Module):
+    """upfirdn2d smoothing with fixed padding (a buffer-free kernel, as in the checkpoint)."""
+
+    def __init__(self, pad: tuple[int, int], gain: float = 1.0):
+        super().__init__()
+        self.pad = pad
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, resample_kernel() * self.gain, pad=self.pad)
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.scale, self.lr_mul, self.activation = lr_mul / math.sqrt(in_features), lr_mul, activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True, bias_init: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.full((out_channels,), float(bias_init))) if bias else None
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
+
+
+class ScaledLeakyReLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, 0.2) * _SQRT2
+
+
+class ConvLayer(nn.Sequential):
+    """[blur] -> equalized conv -> [fused leaky ReLU], with the checkpoint's layer indices."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
+                 bias: bool = True, activate: bool = True):
+        layers: list[nn.Module] = []
+        if downsample:
+            pad = 4 - 2 + (kernel_size - 1)
+            layers.append(Blur(((pad + 1) // 2, pad // 2)))
+            layers.append(EqualConv2d(in_channels, out_channels, kernel_size, 2, 0, bias and not activate))
+        else:
+            layers.append(EqualConv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_channels) if bias else ScaledLeakyReLU())
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, bias=False, activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / _SQRT2
+
+
+class ConvUpLayer(nn.Module):
+    """Bilinear x2 upsampling, equalized conv, optional fused leaky ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, bias: bool = True,
+                 activate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias and not activate else None
+        self.activation = FusedLeakyReLU(out_channels) if activate and bias else None
+        self.scale, self.padding = 1 / math.sqrt(in_channels * kernel_size**2), padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return self.activation(x) if self.activation is not None else x
+
+
+class ResUpBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3)
+        self.conv2 = ConvUpLayer(in_channels, out_channels, 3, padding=1)
+        self.skip = ConvUpLayer(in_channels, out_channels, 1, bias=False, activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / _SQRT2
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2's modulated conv; upsampling by transposed conv + blur (per-sample weights, grouped)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
+                 demodulate: bool = True, upsample: bool = False):
+        super().__init__()
+        self.out_channels, self.kernel_size = out_channels, kernel_size
+        self.demodulate, self.upsample = demodulate, upsample
+        self.modulation = EqualLinear(num_style_feat, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        if upsample:
+            pad = (4 - 2) - (kernel_size - 1)
+            self.smooth = Blur(((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        weight = self.scale * self.weight * self.modulation(style).view(b, 1, c, 1, 1)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, self.out_channels, 1, 1, 1)
+        k = self.kernel_size
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * c, self.out_channels, k, k)
+            out = F.conv_transpose2d(x.reshape(1, b * c, h, w), weight, stride=2, groups=b)
+            return self.smooth(out.view(b, self.out_channels, *out.shape[2:]))
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.out_channels, c, k, k), padding=k // 2, groups=b)
+        return out.view(b, self.out_channels, *out.shape[2:])
+
+
+class StyleConv(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, num_style_feat: int, sample_mode: str | None):
+        super().__init__()
+        self.modulated_conv = ModulatedConv2d(in_channels, out_channels, 3, num_style_feat,
+                                              upsample=sample_mode == "upsample")
+        self.weight = nn.Parameter(torch.zeros(1))  # noise strength
+        self.activate = FusedLeakyReLU(out_channels)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.modulated_conv(x, style) + self.weight * noise)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_channels: int, num_style_feat: int, upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.modulated_conv = ModulatedConv2d(in_channels, 3, 1, num_style_feat, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.modulated_conv(x, style) + self.bias
+        if skip is not None:
+            if self.upsample:
+                skip = upfirdn2d(skip, resample_kernel() * 4, up=2, pad=(2, 1))
+            out = out + skip
+        return out
+
+
+class StyleGAN2DecoderSFT(StyleGAN2DecoderCSFT):
+    """The original StyleGAN2 decoder: equalized MLP (lr multiplier 0.01), blur-pool layers."""
+
+    @staticmethod
+    def mlp_layers(num_style_feat: int, num_mlp: int) -> list[nn.Module]:
+        return [EqualLinear(num_style_feat, num_style_feat, lr_mul=0.01, activation=True) for _ in range(num_mlp)]
+
+    @staticmethod
+    def style_conv(in_channels: int, out_channels: int, num_style_feat: int, sample_mode: str | None) -> nn.Module:
+        return StyleConv(in_channels, out_channels, num_style_feat, sample_mode)
+
+    @staticmethod
+    def to_rgb(in_channels: int, num_style_feat: int, upsample: bool) -> nn.Module:
+        return ToRGB(in_channels, num_style_feat, upsample)
+
+
+def _sft_branch(channels: int, out_channels: int, last_bias: float) -> nn.Sequential:
+    return nn.Sequential(
+        EqualConv2d(channels, channels, 3, 1, 1), ScaledLeakyReLU(),
+        EqualConv2d(channels, out_channels, 3, 1, 1, bias_init=last_bias),
+    )
+
+
+class GFPGANv1(GFPGANBase):
+    """The original GFP-GAN (paper release GFPGANv1.pth). Input/output RGB in [-1, 1]."""
+
+    def __init__(self, out_size: int = 512, num_style_feat: int = 512, channel_multiplier: int | float = 1,
+                 num_mlp: int = 8, input_is_latent: bool = True, different_w: bool = True, narrow: float = 1,
+                 sft_half: bool = True):
+        super().__init__()
+        self.out_size, self.input_is_latent = out_size, input_is_latent
+        self.different_w, self.num_style_feat = different_w, num_style_feat
+        self.log_size = int(math.log2(out_size))
+        channels = decoder_channels(channel_multiplier, narrow * 0.5)
+
+        self.conv_body_first = ConvLayer(3, channels[out_size], 1)
+        in_channels = channels[out_size]
+        self.conv_body_down = nn.ModuleList()
+        for level in range(self.log_size, 2, -1):
+            self.conv_body_down.append(ResBlock(in_channels, channels[2 ** (level - 1)]))
+            in_channels = channels[2 ** (level - 1)]
+        self.final_conv = ConvLayer(in_channels, channels[4], 3)
+
+        in_channels = channels[4]
+        self.conv_body_up = nn.ModuleList()
+        self.toRGB = nn.ModuleList()  # training-only heads, kept for the checkpoint keys
+        self.condition_scale = nn.ModuleList()
+        self.condition_shift = nn.ModuleList()
+        for level in range(3, self.log_size + 1):
+            out_channels = channels[2**level]
+            self.conv_body_up.append(ResUpBlock(in_channels, out_channels))
+            self.toRGB.append(EqualConv2d(out_channels, 3, 1))
+            sft_channels = out_channels if sft_half else out_channels * 2
+            self.condition_scale.append(_sft_branch(out_channels, sft_channels, last_bias=1.0))
+            self.condition_shift.append(_sft_branch(out_channels, sft_channels, last_bias=0.0))
+            in_channels = out_channels
+
+        num_latent = self.log_size * 2 - 2
+        self.final_linear = EqualLinear(channels[4] * 16, num_latent * num_style_feat if different_w else num_style_feat)
+        self.stylegan_decoder = StyleGAN2DecoderSFT(out_size, num_style_feat, num_mlp, channel_multiplier, narrow, sft_half)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_body_first(x)
+
+    def bottleneck(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.final_conv(feat)

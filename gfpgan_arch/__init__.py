@@ -3,7 +3,7 @@
 from .clean import GFPGANv1Clean
 from .convert import convert_to_safetensors, describe_file
 from .detect import ArchSpec, ModelLoadError, detect_architecture
-from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict
+from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict, network_from_state_dict
 from .original import GFPGANv1
 from .releases import KNOWN_RELEASES, Release, find_release
 
@@ -22,4 +22,5 @@ __all__ = [
     "find_release",
     "load_gfpgan",
     "load_state_dict",
+    "network_from_state_dict",
 ]

@@ -103,23 +103,27 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
 
 
-def load_gfpgan(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedGFPGAN:
-    """Load a GFP-GAN weights file, detect its network from the keys, and return it ready for inference."""
-    check_dtype(dtype)
-    path = Path(path)
-    state_dict = load_state_dict(path)
-    spec = detect_architecture(state_dict, source=str(path))
+def network_from_state_dict(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> tuple[nn.Module, str, dict]:
+    """Detect the architecture of ``state_dict`` and return ``(network, arch, config)`` with the weights loaded."""
+    spec = detect_architecture(state_dict, source=source)
     network = build_network(spec.name, spec.config)
     try:
         missing, unexpected = network.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # shape mismatches
-        raise ModelLoadError(f"{path}: looks like {spec.name} {spec.config} but tensor shapes differ: {error}") from error
+        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but tensor shapes differ: {error}") from error
     if missing or unexpected:
         raise ModelLoadError(
-            f"{path}: looks like {spec.name} {spec.config} but does not fit it: "
+            f"{source}: looks like {spec.name} {spec.config} but does not fit it: "
             f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
         )
-    network.eval().requires_grad_(False)
+    return network.eval().requires_grad_(False), spec.name, spec.config
+
+
+def load_gfpgan(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedGFPGAN:
+    """Load a GFP-GAN weights file, detect its network from the keys, and return it ready for inference."""
+    check_dtype(dtype)
+    path = Path(path)
+    network, arch, config = network_from_state_dict(load_state_dict(path), source=str(path))
     network.to(device=device, dtype=dtype)
     sha256 = file_sha256(path)
-    return LoadedGFPGAN(network, spec.name, spec.config, find_release(sha256=sha256), path, sha256)
+    return LoadedGFPGAN(network, arch, config, find_release(sha256=sha256), path, sha256)

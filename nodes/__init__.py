@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .common import register_model_folders
 from .faces import DetectFaces, PasteFaces, RestoreFaces
-from .loaders import LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
+from .loaders import GFPGANFromUpscaleModel, LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
 from .restore import GFPGANFaceRestore
 
 NODES: list[type[io.ComfyNode]] = [
@@ -17,6 +17,7 @@ NODES: list[type[io.ComfyNode]] = [
     RestoreFaces,
     PasteFaces,
     GFPGANFaceRestore,
+    GFPGANFromUpscaleModel,
 ]
 
 

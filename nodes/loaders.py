@@ -9,7 +9,7 @@ import comfy.model_management as model_management
 
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
-from ..gfpgan_arch import load_gfpgan
+from ..gfpgan_arch import LoadedGFPGAN, load_gfpgan, network_from_state_dict
 from .common import CATEGORY, DETECTION_FOLDER, GFPGAN_FOLDER, patch, resolve_model_path, weight_files
 
 GFPGANModel = io.Custom("GFPGAN_MODEL")
@@ -96,3 +96,32 @@ class LoadFaceParser(io.ComfyNode):
         path = resolve_model_path(DETECTION_FOLDER, parser_name, "ParseNet")
         parser = load_parser(path, device=model_management.unet_offload_device())
         return io.NodeOutput(patch(parser.network, parser))
+
+
+class GFPGANFromUpscaleModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="GFPGANFromUpscaleModel",
+            display_name="GFPGAN Model from Upscale Model",
+            category=CATEGORY,
+            description="Uses a GFPGAN file loaded with the core Load Upscale Model node (models/upscale_models) "
+            "as a GFPGAN_MODEL for these nodes.",
+            inputs=[
+                io.UpscaleModel.Input("upscale_model", tooltip="From Load Upscale Model, holding a GFPGAN file"),
+                io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
+                               tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32"),
+            ],
+            outputs=[GFPGANModel.Output(display_name="gfpgan_model", tooltip="The GFPGAN network")],
+        )
+
+    @classmethod
+    def execute(cls, upscale_model, dtype: str) -> io.NodeOutput:
+        architecture = getattr(getattr(upscale_model, "architecture", None), "id", None)
+        if architecture != "GFPGAN":
+            raise ValueError(f"this upscale model is {architecture or 'not a spandrel model'}, not GFPGAN")
+        network, arch, config = network_from_state_dict(
+            {k: v.detach().cpu() for k, v in upscale_model.model.state_dict().items()}, source="upscale model"
+        )
+        network.to(model_management.unet_offload_device(), _dtype(dtype))
+        return io.NodeOutput(patch(network, LoadedGFPGAN(network, arch, config, None, None, "")))

@@ -134,7 +134,7 @@ def test_pack_imports_cleanly(comfyui):
     info = _request(f"{comfyui['url']}/object_info")
     ours = {name for name, spec in info.items() if "comfyui-gfpgan" in spec["python_module"]}
     assert ours == {"GFPGANModelLoader", "GFPGANFaceDetectorLoader", "GFPGANFaceParserLoader", "GFPGANDetectFaces",
-                    "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore"}
+                    "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore", "GFPGANFromUpscaleModel"}
     spec = info["GFPGANModelLoader"]["input"]["required"]["model_name"]
     options = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     assert "GFPGANv1.4-seeded.pth" in options  # found through extra_model_paths.yaml

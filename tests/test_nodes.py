@@ -35,7 +35,7 @@ def test_every_schema_is_complete_and_sane(nodes):
                 assert options["min"] <= item.default <= options["max"]
             if item.io_type == "COMBO" and item.default is not None:
                 assert item.default in item.choices
-    assert len(ids) == 7
+    assert len(ids) == 8
 
 
 def test_extension_registers_folders_and_lists_nodes(nodes):
@@ -115,3 +115,18 @@ def test_cancel_stops_the_run(nodes, loaded, astronaut_rgb):
     comfy.model_management.interrupt_requested = True
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         nodes.DetectFaces.execute(comfy_image(astronaut_rgb), detector, 0.97, "all", 1, 0, 0, 640)
+
+
+def test_gfpgan_from_core_upscale_model_loader(nodes, official_weight_files, astronaut_rgb):
+    from spandrel import ModelLoader
+
+    descriptor = ModelLoader().load_from_file(str(official_weight_files["pth"]))  # what core Load Upscale Model returns
+    model = nodes.GFPGANFromUpscaleModel.execute(descriptor, "fp32").result[0]
+    assert model.info.arch == "GFPGANv1Clean" and model.info.config["out_size"] == 512
+    crops = torch.rand(1, 512, 512, 3, generator=torch.Generator().manual_seed(0))
+    ours = nodes.RestoreFaces.execute(model, crops, 1.0, "fixed", 0).result[0]
+    with torch.inference_mode():
+        theirs = descriptor.model(crops.movedim(-1, 1).contiguous() * 2 - 1, return_rgb=False, randomize_noise=False)[0]
+    assert torch.allclose(ours, theirs.add(1).div(2).clamp(0, 1).movedim(1, -1), atol=1e-4)
+    with pytest.raises(ValueError, match="not GFPGAN"):
+        nodes.GFPGANFromUpscaleModel.execute(object(), "auto")

@@ -42,6 +42,7 @@ Float = _comfy_type("FLOAT", widget=True)
 Int = _comfy_type("INT", widget=True)
 Boolean = _comfy_type("BOOLEAN", widget=True)
 String = _comfy_type("STRING", widget=True)
+UpscaleModel = _comfy_type("UPSCALE_MODEL")
 Combo = type("Combo", (), {"io_type": "COMBO", "Input": _ComboInput, "Output": _comfy_type("COMBO").Output})
 
 
@@ -86,7 +87,7 @@ class ComfyNode:
 
 io = SimpleNamespace(
     Schema=Schema, ComfyNode=ComfyNode, NodeOutput=NodeOutput, Custom=Custom,
-    Image=Image, Mask=Mask, Float=Float, Int=Int, Boolean=Boolean, String=String, Combo=Combo,
+    Image=Image, Mask=Mask, UpscaleModel=UpscaleModel, Float=Float, Int=Int, Boolean=Boolean, String=String, Combo=Combo,
 )
 
 

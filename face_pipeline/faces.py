@@ -30,9 +30,6 @@ class Landmarks:
         """``[5, 2]`` tensor in ``LANDMARK_NAMES`` order."""
         return torch.tensor([getattr(self, name) for name in LANDMARK_NAMES], dtype=dtype)
 
-    def scaled(self, factor_x: float, factor_y: float) -> "Landmarks":
-        return Landmarks(*[(x * factor_x, y * factor_y) for x, y in (getattr(self, n) for n in LANDMARK_NAMES)])
-
 
 @dataclass(frozen=True)
 class FaceRecord:

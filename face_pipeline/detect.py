@@ -193,19 +193,23 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return overlap / union if union > 0 else 0.0
 
 
-def smooth_landmarks(faces: FaceBatch, strength: float, min_iou: float = 0.3) -> FaceBatch:
+def smooth_landmarks(
+    faces: FaceBatch, strength: float, min_iou: float = 0.3, previous: list[FaceRecord] | None = None
+) -> FaceBatch:
     """Temporal smoothing for video batches: each face follows its match in the previous frame.
 
     A face is matched to the previous frame's face with the highest box IoU (at
     least ``min_iou``); its landmarks and box become an exponential moving average
     ``strength * previous + (1 - strength) * current``. Unmatched faces start fresh.
+    ``previous`` are the smoothed faces of the frame just before this batch, so
+    consecutive batches of one video continue smoothly.
     """
     if not 0.0 <= strength < 1.0:
         raise ValueError(f"smoothing strength must lie in [0, 1), got {strength}")
     if strength == 0:
         return faces
     smoothed: list[FaceRecord] = []
-    previous: list[FaceRecord] = []
+    previous = list(previous or [])
     for index in range(len(faces.image_sizes)):
         current = []
         for face in (faces.faces[i] for i in faces.faces_in_image(index)):

@@ -102,13 +102,16 @@ def restore_faces_in_images(
     crop_size = getattr(network, "out_size", 512)
     total = images.shape[0]
     out_frames, out_masks, all_faces, all_crops, all_restored = [], [], [], [], []
+    last_frame_faces: list = []  # smoothed faces of the previous chunk's last frame
     for start in range(0, total, max(1, frames_per_chunk)):
         frames = images[start : start + frames_per_chunk].to(device, torch.float32)
         rgb = _as_rgb(frames)
         faces = detect_faces(detector, rgb, threshold=detect.threshold, working_size=detect.working_size)
         faces = select_faces(faces, detect.selection, detect.top_k, detect.min_face_size, detect.max_face_size)
         if detect.smoothing > 0:
-            faces = smooth_landmarks(faces, detect.smoothing)
+            faces = smooth_landmarks(faces, detect.smoothing, previous=last_frame_faces)
+            last_frame = len(faces.image_sizes) - 1
+            last_frame_faces = [faces.faces[i] for i in faces.faces_in_image(last_frame)]
         faces, crops = align_faces(rgb, faces, crop_size)
         restored = restore_crops(
             network, crops, fidelity=restore.fidelity, noise=restore.noise,

@@ -169,3 +169,17 @@ def test_settings_reach_the_stages(astronaut_rgb, detector):
     assert len(seeded.faces) == 1
     corrected = restore_faces_in_images(image, Constant(), detector, paste=PasteSettings(color_correction=True))
     assert not torch.allclose(corrected.images, full.images)
+
+
+def test_landmark_smoothing_continues_across_chunks(astronaut_rgb, detector):
+    frames = torch.cat([torch.roll(to_batch(astronaut_rgb), shifts=(dy, dx), dims=(2, 3))
+                        for dy, dx in [(0, 0), (3, -2), (-2, 3), (2, 2), (-3, -1), (1, -3)]])
+    settings = DetectSettings(smoothing=0.6)
+    whole = restore_faces_in_images(frames, Constant(), detector, detect=settings, frames_per_chunk=6)
+    chunked = restore_faces_in_images(frames, Constant(), detector, detect=settings, frames_per_chunk=2)
+    def points(result):
+        return torch.stack([f.landmarks.as_tensor() for f in result.faces.faces])
+
+    assert torch.allclose(points(whole), points(chunked), atol=1e-3)
+    raw = restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=6)
+    assert not torch.allclose(points(raw), points(whole), atol=0.1)

@@ -8,7 +8,7 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..face_pipeline.align import align_faces
-from ..face_pipeline.detect import detect_faces, select_faces
+from ..face_pipeline.detect import detect_faces, select_faces, smooth_landmarks
 from ..face_pipeline.faces import FaceBatch
 from ..face_pipeline.parse import parse_face_masks
 from ..face_pipeline.paste import paste_faces
@@ -42,19 +42,28 @@ def detection_inputs() -> list:
     ]
 
 
+def smoothing_input():
+    return io.Float.Input("landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.01,
+                          tooltip="For video batches: how much each face's landmarks follow the previous frame's "
+                          "(0 = off); steadies jittering faces")
+
+
 def detect_and_align(image: torch.Tensor, detector, threshold, selection, top_k, min_face_size, max_face_size,
-                     working_size) -> tuple[torch.Tensor, FaceBatch, torch.Tensor]:
+                     working_size, smoothing) -> tuple[torch.Tensor, FaceBatch, torch.Tensor]:
     network = detector.on_device()
     frames = to_bchw(image)
     rgb = frames[:, :3] if frames.shape[1] >= 3 else frames.expand(-1, 3, -1, -1)
     device = next(network.parameters()).device
-    found, crops = [], []
+    found, crops, previous = [], [], []
     batch = FaceBatch(image_sizes=[tuple(rgb.shape[-2:])] * rgb.shape[0])
     report = progress_callback(rgb.shape[0])
     for start in range(0, rgb.shape[0], 16):  # a long video never sits on the device at once
         chunk = rgb[start : start + 16].to(device, torch.float32)
         faces = detect_faces(detector.info, chunk, threshold=threshold, working_size=working_size)
         faces = select_faces(faces, selection, top_k, min_face_size, max_face_size)
+        if smoothing > 0:
+            faces = smooth_landmarks(faces, smoothing, previous=previous)
+            previous = [faces.faces[i] for i in faces.faces_in_image(len(faces.image_sizes) - 1)]
         faces, chunk_crops = align_faces(chunk, faces)
         for face in faces.faces:
             found.append(replace(face, image_index=face.image_index + start))
@@ -76,6 +85,7 @@ class DetectFaces(io.ComfyNode):
                 io.Image.Input("image", tooltip="Images to search for faces"),
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
                 *detection_inputs(),
+                smoothing_input(),
             ],
             outputs=[
                 Faces.Output(display_name="faces", tooltip="Where each face is: boxes, landmarks and alignment"),
@@ -87,9 +97,9 @@ class DetectFaces(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
-                working_size) -> io.NodeOutput:
+                working_size, landmark_smoothing=0.0) -> io.NodeOutput:
         rgb, faces, crops = detect_and_align(image, face_detector, threshold, selection, top_k, min_face_size,
-                                             max_face_size, working_size)
+                                             max_face_size, working_size, landmark_smoothing)
         preview = draw_faces(rgb.cpu(), faces)
         return io.NodeOutput(faces, to_bhwc(crops), to_bhwc(preview))
 

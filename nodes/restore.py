@@ -13,6 +13,7 @@ from .faces import (
     optional_paste_inputs,
     paste_inputs,
     paste_outputs,
+    smoothing_input,
 )
 from .loaders import FaceDetector, GFPGANModel
 
@@ -34,6 +35,7 @@ class GFPGANFaceRestore(io.ComfyNode):
                 *paste_inputs(),
                 *detection_inputs(),
                 *noise_inputs(),
+                smoothing_input(),
                 *optional_paste_inputs(),
             ],
             outputs=paste_outputs(),
@@ -42,7 +44,7 @@ class GFPGANFaceRestore(io.ComfyNode):
     @classmethod
     def execute(cls, image, gfpgan_model, face_detector, fidelity, blend, mask_type, feather, color_correction,
                 threshold, selection, top_k, min_face_size, max_face_size, working_size, noise, seed,
-                target_image=None, face_parser=None) -> io.NodeOutput:
+                landmark_smoothing=0.0, target_image=None, face_parser=None) -> io.NodeOutput:
         if mask_type == "parsing" and face_parser is None:
             raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
         network = gfpgan_model.on_device()
@@ -55,7 +57,8 @@ class GFPGANFaceRestore(io.ComfyNode):
         result = restore_faces_in_images(
             to_bchw(image), network, face_detector.info, parser,
             detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
-                                  max_face_size=max_face_size, working_size=working_size),
+                                  max_face_size=max_face_size, working_size=working_size,
+                                  smoothing=landmark_smoothing),
             restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed,
                                     chunk_size=face_chunk_size(parameter.device, parameter.dtype)),
             paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),

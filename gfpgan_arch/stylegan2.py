@@ -4,7 +4,8 @@ Parameter names and shapes match the official checkpoints. The modulated
 convolution is computed batch-friendly: instead of building one weight per
 sample (a grouped convolution over the batch), the input is scaled by the
 style, convolved with the one shared weight, and the output demodulated. Both
-are mathematically equal; this one runs as a single dense convolution.
+are mathematically equal; this one runs as a single dense convolution. A
+batch of one modulates the weight instead, which is cheaper then.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class ModulatedConv2d(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         elif self.sample_mode == "downsample":
             x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+        if x.shape[0] == 1:
+            # One sample: modulating the (small) weight is cheaper than two passes over the activations.
+            weight = weight * style[0, None, :, None, None]
+            if self.demodulate:
+                weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3)) + self.eps)[:, None, None, None]
+            return F.conv2d(x, weight, padding=self.padding)
         out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
             # sum_{i,k} (w[o,i,k] * s[b,i])^2 = (s^2) @ (sum_k w^2)^T

@@ -43,7 +43,10 @@ def test_small_configs_match_reference(sft_half, different_w):
     reference.load_state_dict(ours.state_dict(), strict=True)
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
-        assert torch.allclose(ours(x), reference_output(reference, x), atol=1e-5)
+        batched = ours(x)
+        assert torch.allclose(batched, reference_output(reference, x), atol=1e-5)
+        # a single sample takes the weight-modulation path: same result
+        assert torch.allclose(ours(x[1:2]), batched[1:2], atol=1e-5)
 
 
 def test_fidelity_weight_scales_the_sft_modulation():

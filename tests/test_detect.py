@@ -149,3 +149,18 @@ def test_landmark_smoothing_reduces_jitter():
     assert smooth_landmarks(faces, 0.0) is faces
     far = FaceBatch([face(0, (0, 0, 50, 50)), face(1, (300, 300, 350, 350))], [(400, 400)] * 2)
     assert smooth_landmarks(far, 0.9).faces[1].box == (300, 300, 350, 350)  # no match: not dragged
+
+
+def test_resnet50_detector_builds_from_its_keys(tmp_path):
+    """No trained ResNet-50 weights offline: a seeded one checks the backbone detection and the full path."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    network = RetinaFace(network_name="resnet50", half=False, device="cpu")
+    path = tmp_path / "detection_Resnet50_Final.pth"
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, path)  # DataParallel-style keys
+    detector = load_detector(path)
+    assert detector.backbone == "resnet50"
+    faces = detect_faces(detector, torch.rand(2, 3, 96, 128), threshold=0.0)
+    assert faces.image_sizes == [(96, 128)] * 2
+    assert all(0 <= f.score <= 1 for f in faces.faces)

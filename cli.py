@@ -91,6 +91,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     files = _collect_inputs(args.inputs)
     if not files:
         raise UserError("no input images found")
+    if args.download:
+        fetch_missing([args.model, args.detector, args.parser])
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
     detector = None if args.aligned else load_detector(args.detector or _required("--detector"), device=device)
@@ -175,21 +177,20 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_download(args: argparse.Namespace) -> int:
+def download_release(file_name: str, target: Path) -> Path:
+    """Fetch an official file by its known URL into ``target``, checking its sha256 where we know it."""
     import hashlib
     import urllib.request
 
     from .gfpgan_arch import KNOWN_RELEASES
 
-    release = next((r for r in KNOWN_RELEASES if r.file_name == args.name), None)
+    release = next((r for r in KNOWN_RELEASES if r.file_name == file_name), None)
     if release is None:
         names = ", ".join(r.file_name for r in KNOWN_RELEASES)
-        raise UserError(f"unknown release {args.name!r}; known: {names}")
-    target = Path(args.dir) / release.file_name
-    if target.exists() and not args.overwrite:
-        raise UserError(f"{target} exists (use --overwrite)")
+        raise UserError(f"unknown release {file_name!r}; known: {names}")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
+    print(f"downloading {release.url} -> {target}", file=sys.stderr)
     try:
         with urllib.request.urlopen(release.url, timeout=60) as response, open(partial, "wb") as handle:
             digest = hashlib.sha256()
@@ -203,7 +204,26 @@ def cmd_download(args: argparse.Namespace) -> int:
         partial.unlink(missing_ok=True)
         raise UserError(f"{release.url}: sha256 mismatch (got {digest.hexdigest()}, expected {release.sha256})")
     partial.replace(target)
-    print(f"wrote {target}")
+    return target
+
+
+def fetch_missing(paths: list[str | None]) -> None:
+    """``restore --download``: download each missing model file that is a known official release."""
+    from .gfpgan_arch import KNOWN_RELEASES
+
+    known = {r.file_name for r in KNOWN_RELEASES}
+    for name in paths:
+        if name and not Path(name).exists():
+            if Path(name).name not in known:
+                raise UserError(f"{name} does not exist and is no official file name that --download could fetch")
+            download_release(Path(name).name, Path(name))
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    target = Path(args.dir) / args.name
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target} exists (use --overwrite)")
+    print(f"wrote {download_release(args.name, target)}")
     return 0
 
 
@@ -232,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")
     restore.add_argument("--overwrite", action="store_true")
+    restore.add_argument("--download", action="store_true",
+                         help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "
+                         "sha256-checked; never done without this flag")
     restore.set_defaults(run=cmd_restore)
 
     inspect = commands.add_parser("inspect", help="say what a weights file is")

@@ -74,3 +74,23 @@ def test_download_is_explicit_and_offline_errors_say_where(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth" in err
     assert str(tmp_path / "GFPGANv1.4.pth") in err and not list(tmp_path.iterdir())
+
+
+def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, retinaface_weights, capsys, monkeypatch):
+    import urllib.request
+
+    requested = []
+
+    def offline(url, *args, **kwargs):
+        requested.append(url)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    model = tmp_path / "models" / "GFPGANv1.4.pth"
+    args = ["restore", str(shared_dir / "images" / "astronaut.png"), "-o", str(tmp_path / "out"), "--model", str(model),
+            "--detector", str(retinaface_weights)]
+    assert main(args) == 2 and requested == []  # no flag: a clear error, nothing fetched
+    assert "no such file" in capsys.readouterr().err
+    assert main(args + ["--download"]) == 2
+    assert requested == ["https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth"]
+    assert str(model) in capsys.readouterr().err and not model.exists()

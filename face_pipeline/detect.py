@@ -49,10 +49,25 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise FaceModelError(str(error)) from error
 
 
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
-    """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
+def _build_retinaface(name: str, device: torch.device) -> torch.nn.Module:
+    """facexlib's RetinaFace, with its ResNet-50 backbone built untrained (``weights=None``).
+
+    facexlib calls ``torchvision.models.resnet50(pretrained=False)``; newer torchvision
+    deprecates ``pretrained``, so that one call is routed to the ``weights=None`` form.
+    """
+    import torchvision.models as models
     from facexlib.detection.retinaface import RetinaFace
 
+    resnet50 = models.resnet50
+    models.resnet50 = lambda *args, **kwargs: resnet50(weights=None)
+    try:
+        return RetinaFace(network_name=name, half=False, phase="test", device=device)
+    finally:
+        models.resnet50 = resnet50
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
+    """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
     path = Path(path)
     state_dict = _read_weights(path)
     if "body.stage1.0.0.weight" in state_dict:
@@ -64,8 +79,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Retin
             f"{path}: not a RetinaFace detector (expected facexlib's detection_Resnet50_Final.pth or "
             f"detection_mobilenet0.25_Final.pth layout)."
         )
-    device = torch.device(device)
-    network = RetinaFace(network_name=name, half=False, phase="test", device=device)
+    network = _build_retinaface(name, torch.device(device))
     try:
         network.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:

@@ -153,10 +153,10 @@ def test_landmark_smoothing_reduces_jitter():
 
 def test_resnet50_detector_builds_from_its_keys(tmp_path):
     """No trained ResNet-50 weights offline: a seeded one checks the backbone detection and the full path."""
-    from facexlib.detection.retinaface import RetinaFace
+    from comfyui_gfpgan.face_pipeline.detect import _build_retinaface
 
     torch.manual_seed(0)
-    network = RetinaFace(network_name="resnet50", half=False, device="cpu")
+    network = _build_retinaface("resnet50", torch.device("cpu"))
     path = tmp_path / "detection_Resnet50_Final.pth"
     torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, path)  # DataParallel-style keys
     detector = load_detector(path)

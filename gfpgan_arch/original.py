@@ -15,6 +15,7 @@ from torch import nn
 
 from .clean import GFPGANBase
 from .ops import FusedLeakyReLU, fused_leaky_relu, resample_kernel, upfirdn2d
+from . import stylegan2
 from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels
 
 _SQRT2 = math.sqrt(2)
@@ -161,36 +162,22 @@ class StyleConv(nn.Module):
         return self.activate(self.modulated_conv(x, style) + self.weight * noise)
 
 
-class ToRGB(nn.Module):
-    def __init__(self, in_channels: int, num_style_feat: int, upsample: bool):
-        super().__init__()
-        self.upsample = upsample
-        self.modulated_conv = ModulatedConv2d(in_channels, 3, 1, num_style_feat, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+class ToRGB(stylegan2.ToRGB):
+    conv_class = ModulatedConv2d
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style) + self.bias
-        if skip is not None:
-            if self.upsample:
-                skip = upfirdn2d(skip, resample_kernel() * 4, up=2, pad=(2, 1))
-            out = out + skip
-        return out
+    def upsample_skip(self, skip: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(skip, resample_kernel() * 4, up=2, pad=(2, 1))
 
 
 class StyleGAN2DecoderSFT(StyleGAN2DecoderCSFT):
     """The original StyleGAN2 decoder: equalized MLP (lr multiplier 0.01), blur-pool layers."""
 
+    style_conv = StyleConv
+    to_rgb = ToRGB
+
     @staticmethod
     def mlp_layers(num_style_feat: int, num_mlp: int) -> list[nn.Module]:
         return [EqualLinear(num_style_feat, num_style_feat, lr_mul=0.01, activation=True) for _ in range(num_mlp)]
-
-    @staticmethod
-    def style_conv(in_channels: int, out_channels: int, num_style_feat: int, sample_mode: str | None) -> nn.Module:
-        return StyleConv(in_channels, out_channels, num_style_feat, sample_mode)
-
-    @staticmethod
-    def to_rgb(in_channels: int, num_style_feat: int, upsample: bool) -> nn.Module:
-        return ToRGB(in_channels, num_style_feat, upsample)
 
 
 def _sft_branch(channels: int, out_channels: int, last_bias: float) -> nn.Sequential:

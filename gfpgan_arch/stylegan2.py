@@ -104,17 +104,22 @@ class StyleConv(nn.Module):
 class ToRGB(nn.Module):
     """1x1 modulated conv to RGB, added to the (upsampled) previous RGB skip."""
 
+    conv_class: type[nn.Module] = ModulatedConv2d  # the original v1 swaps in its own conv and upsampling
+
     def __init__(self, in_channels: int, num_style_feat: int, upsample: bool = True):
         super().__init__()
         self.upsample = upsample
-        self.modulated_conv = ModulatedConv2d(in_channels, 3, 1, num_style_feat, demodulate=False)
+        self.modulated_conv = self.conv_class(in_channels, 3, 1, num_style_feat, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def upsample_skip(self, skip: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.modulated_conv(x, style) + self.bias
         if skip is not None:
             if self.upsample:
-                skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False)
+                skip = self.upsample_skip(skip)
             out = out + skip
         return out
 
@@ -171,7 +176,10 @@ class StyleGAN2DecoderCSFT(nn.Module):
             self.to_rgbs.append(self.to_rgb(out_channels, num_style_feat, upsample=True))
             in_channels = out_channels
 
-    # Layer builders: the original (v1) decoder overrides these with its own layer types.
+    # The original (v1) decoder swaps in its own layer types here.
+    style_conv: type[nn.Module] = StyleConv
+    to_rgb: type[nn.Module] = ToRGB
+
     @staticmethod
     def mlp_layers(num_style_feat: int, num_mlp: int) -> list[nn.Module]:
         layers: list[nn.Module] = []
@@ -181,14 +189,6 @@ class StyleGAN2DecoderCSFT(nn.Module):
             nn.init.zeros_(linear.bias)
             layers += [linear, nn.LeakyReLU(0.2)]
         return layers
-
-    @staticmethod
-    def style_conv(in_channels: int, out_channels: int, num_style_feat: int, sample_mode: str | None) -> nn.Module:
-        return StyleConv(in_channels, out_channels, num_style_feat, sample_mode)
-
-    @staticmethod
-    def to_rgb(in_channels: int, num_style_feat: int, upsample: bool) -> nn.Module:
-        return ToRGB(in_channels, num_style_feat, upsample)
 
     def layer_noise(self, batch: int, noise: torch.Generator | list[torch.Generator] | None) -> list[torch.Tensor]:
         """Noise for each StyleConv: the stored buffers, or fresh draws.

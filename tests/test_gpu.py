@@ -54,3 +54,23 @@ def test_pipeline_on_cuda_matches_cpu(official_clean_network, cuda_network, reti
                                   restore=RestoreSettings(chunk_size=2))
     assert gpu.images.device.type == "cpu" and len(gpu.faces) == len(cpu.faces) == 2
     assert psnr(gpu.images, cpu.images) > 45
+
+
+def test_original_v1_runs_on_cuda_like_on_cpu():
+    from comfyui_gfpgan.gfpgan_arch.original import GFPGANv1
+
+    torch.manual_seed(0)
+    network = GFPGANv1(out_size=128, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.5).eval()
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.inference_mode():
+        cpu = network(x)
+        gpu = network.cuda()(x.cuda()).cpu()
+    assert (cpu - gpu).abs().max() < 2e-3
+
+
+def test_single_face_path_matches_batched_on_cuda(cuda_network):
+    x = torch.rand(3, 3, 512, 512, generator=torch.Generator().manual_seed(3), device="cpu").cuda() * 2 - 1
+    with torch.inference_mode():
+        batched = cuda_network(x)
+        single = torch.cat([cuda_network(x[i : i + 1]) for i in range(3)])
+    assert (batched - single).abs().max() < 3e-3

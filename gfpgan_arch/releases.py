@@ -28,7 +28,11 @@ KNOWN_RELEASES: tuple[Release, ...] = (
         "GFPGANv1.3.pth", "1.3", "GFPGANv1Clean", f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",
         "c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
     ),
-    Release("GFPGANCleanv1-NoCE-C2.pth", "1.2", "GFPGANv1Clean", f"{_GFPGAN}/v0.2.0/GFPGANCleanv1-NoCE-C2.pth", None),
+    Release(
+        # hash as pinned for this URL by the AUR gfpgan PKGBUILDs and by clibdev's mirror (two independent sources)
+        "GFPGANCleanv1-NoCE-C2.pth", "1.2", "GFPGANv1Clean", f"{_GFPGAN}/v0.2.0/GFPGANCleanv1-NoCE-C2.pth",
+        "29e25ee90c170f4231163f4c83df6b59c968b73f3ce00cb884015ae005db083c",
+    ),
     Release("GFPGANv1.pth", "1", "GFPGANv1", f"{_GFPGAN}/v0.1.0/GFPGANv1.pth", None),
     Release(
         "detection_Resnet50_Final.pth", "resnet50", "RetinaFace", f"{_FACEXLIB}/v0.1.0/detection_Resnet50_Final.pth",

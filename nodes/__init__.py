@@ -8,6 +8,7 @@ from .common import register_model_folders
 from .faces import DetectFaces, PasteFaces, RestoreFaces
 from .loaders import GFPGANFromUpscaleModel, LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
 from .restore import GFPGANFaceRestore
+from .segs import FacesToSEGS, FilterFacesBySEGS
 
 NODES: list[type[io.ComfyNode]] = [
     LoadGFPGANModel,
@@ -18,6 +19,8 @@ NODES: list[type[io.ComfyNode]] = [
     PasteFaces,
     GFPGANFaceRestore,
     GFPGANFromUpscaleModel,
+    FacesToSEGS,
+    FilterFacesBySEGS,
 ]
 
 

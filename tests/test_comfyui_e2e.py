@@ -134,7 +134,8 @@ def test_pack_imports_cleanly(comfyui):
     info = _request(f"{comfyui['url']}/object_info")
     ours = {name for name, spec in info.items() if "comfyui-gfpgan" in spec["python_module"]}
     assert ours == {"GFPGANModelLoader", "GFPGANFaceDetectorLoader", "GFPGANFaceParserLoader", "GFPGANDetectFaces",
-                    "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore", "GFPGANFromUpscaleModel"}
+                    "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore", "GFPGANFromUpscaleModel",
+                    "GFPGANFacesToSEGS", "GFPGANFilterFacesBySEGS"}
     spec = info["GFPGANModelLoader"]["input"]["required"]["model_name"]
     options = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     assert "GFPGANv1.4-seeded.pth" in options  # found through extra_model_paths.yaml
@@ -171,3 +172,20 @@ def test_txt2img_workflow_validates(comfyui):
     body = json.loads(error.value.read())
     bad_nodes = {node_id for node_id in body.get("node_errors", {})}
     assert bad_nodes <= {"1"}, body  # only the checkpoint loader (its file is absent)
+
+
+def test_faces_pass_through_segs_unchanged(comfyui):
+    """Detect -> Faces to SEGS -> Keep Faces inside SEGS -> restore -> paste gives the modular graph's image."""
+    import cv2
+
+    plain = _load("gfpgan_modular_detect_restore_paste")
+    via_segs = _load("gfpgan_modular_detect_restore_paste")
+    via_segs["7"]["inputs"]["filename_prefix"] = "gfpgan/via_segs"
+    via_segs["20"] = {"class_type": "GFPGANFacesToSEGS",
+                      "inputs": {"image": ["1", 0], "faces": ["4", 0], "crop_factor": 3.0, "frame": 0}}
+    via_segs["21"] = {"class_type": "GFPGANFilterFacesBySEGS",
+                      "inputs": {"faces": ["4", 0], "face_crops": ["4", 1], "segs": ["20", 0]}}
+    via_segs["5"]["inputs"]["face_crops"] = ["21", 1]
+    via_segs["6"]["inputs"]["faces"] = ["21", 0]
+    images = [cv2.imread(str(_saved_images(comfyui, _run(comfyui, graph))[0])) for graph in (plain, via_segs)]
+    assert np.array_equal(images[0], images[1])

@@ -35,7 +35,7 @@ def test_every_schema_is_complete_and_sane(nodes):
                 assert options["min"] <= item.default <= options["max"]
             if item.io_type == "COMBO" and item.default is not None:
                 assert item.default in item.choices
-    assert len(ids) == 8
+    assert len(ids) == 10
 
 
 def test_extension_registers_folders_and_lists_nodes(nodes):

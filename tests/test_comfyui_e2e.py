@@ -141,6 +141,15 @@ def test_pack_imports_cleanly(comfyui):
     assert "GFPGANv1.4-seeded.pth" in options  # found through extra_model_paths.yaml
 
 
+def test_workflows_are_listed_as_the_packs_templates(comfyui):
+    """ComfyUI offers the files in workflows/ under the pack's name in its template browser."""
+    shipped = sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
+    assert sorted(_request(f"{comfyui['url']}/workflow_templates")["comfyui-gfpgan"]) == shipped
+    for name in shipped:
+        served = _request(f"{comfyui['url']}/api/workflow_templates/comfyui-gfpgan/{name}.json")
+        assert served == json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+
+
 @pytest.mark.parametrize("name,scale", [
     ("gfpgan_restore_simple", 1), ("gfpgan_modular_detect_restore_paste", 1), ("gfpgan_after_upscaler", 2),
 ])

@@ -38,18 +38,25 @@ def weight_files(folder_key: str) -> list[str]:
     return [f for f in folder_paths.get_filename_list(folder_key) if f.lower().endswith(WEIGHT_SUFFIXES)]
 
 
-def resolve_model_path(folder_key: str, name: str, arch: str) -> str:
-    """Full path of a listed model file, or an error that says where to put it and where to get it."""
-    path = folder_paths.get_full_path(folder_key, name) if name else None
-    if path:
-        return path
+def missing_model_message(folder_key: str, name: str, arch: str) -> str | None:
+    """None if ``name`` is a file in the model folder, else what to do: the folders and the official URLs."""
+    if name and folder_paths.get_full_path(folder_key, name):
+        return None
     folders = ", ".join(folder_paths.get_folder_paths(folder_key))
     wanted = [r for r in KNOWN_RELEASES if r.arch == arch]
     hint = "; ".join(f"{r.file_name} from {r.url}" for r in wanted)
-    raise FileNotFoundError(
+    return (
         f"model file {name!r} not found. Put it in one of: {folders}. Official files: {hint}. "
         f"Nothing is downloaded automatically; `comfyui-gfpgan download NAME` fetches one explicitly."
     )
+
+
+def resolve_model_path(folder_key: str, name: str, arch: str) -> str:
+    """Full path of a listed model file, or an error that says where to put it and where to get it."""
+    message = missing_model_message(folder_key, name, arch)
+    if message:
+        raise FileNotFoundError(message)
+    return folder_paths.get_full_path(folder_key, name)
 
 
 @dataclass

@@ -10,7 +10,15 @@ import comfy.model_management as model_management
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..gfpgan_arch import LoadedGFPGAN, load_gfpgan, network_from_state_dict
-from .common import CATEGORY, DETECTION_FOLDER, GFPGAN_FOLDER, patch, resolve_model_path, weight_files
+from .common import (
+    CATEGORY,
+    DETECTION_FOLDER,
+    GFPGAN_FOLDER,
+    missing_model_message,
+    patch,
+    resolve_model_path,
+    weight_files,
+)
 
 GFPGANModel = io.Custom("GFPGAN_MODEL")
 FaceDetector = io.Custom("FACE_DETECTOR")
@@ -46,6 +54,11 @@ class LoadGFPGANModel(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name: str) -> bool | str:
+        # Runs when the prompt is queued: a missing file stops it before anything is computed.
+        return missing_model_message(GFPGAN_FOLDER, model_name, "GFPGANv1Clean") or True
+
+    @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
         path = resolve_model_path(GFPGAN_FOLDER, model_name, "GFPGANv1Clean")
         loaded = load_gfpgan(path, device=model_management.unet_offload_device(), dtype=_dtype(dtype))
@@ -69,6 +82,10 @@ class LoadFaceDetector(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, detector_name: str) -> bool | str:
+        return missing_model_message(DETECTION_FOLDER, detector_name, "RetinaFace") or True
+
+    @classmethod
     def execute(cls, detector_name: str) -> io.NodeOutput:
         path = resolve_model_path(DETECTION_FOLDER, detector_name, "RetinaFace")
         detector = load_detector(path, device=model_management.unet_offload_device())
@@ -90,6 +107,10 @@ class LoadFaceParser(io.ComfyNode):
             ],
             outputs=[FaceParser.Output(display_name="face_parser", tooltip="The loaded face parser")],
         )
+
+    @classmethod
+    def validate_inputs(cls, parser_name: str) -> bool | str:
+        return missing_model_message(DETECTION_FOLDER, parser_name, "ParseNet") or True
 
     @classmethod
     def execute(cls, parser_name: str) -> io.NodeOutput:

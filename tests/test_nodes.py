@@ -65,6 +65,13 @@ def test_missing_model_names_folder_and_url(nodes):
         nodes.LoadGFPGANModel.execute("GFPGANv1.4.pth", "auto")
     message = str(error.value)
     assert "facerestore_models" in message and "https://github.com/TencentARC/GFPGAN/releases" in message
+    # ComfyUI calls validate_inputs when the prompt is queued, before any node runs
+    assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4.pth") == message
+    assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4-seeded.safetensors") is True
+    assert nodes.LoadFaceDetector.validate_inputs("retinaface_mobilenet0.25.safetensors") is True
+    detector_message = nodes.LoadFaceDetector.validate_inputs("detection_Resnet50_Final.pth")
+    assert "facedetection" in detector_message and "detection_Resnet50_Final.pth from https://" in detector_message
+    assert "parsing_parsenet.pth from https://" in nodes.LoadFaceParser.validate_inputs("")
 
 
 @pytest.mark.slow

@@ -25,15 +25,23 @@ await page.goto(base);
 await page.waitForFunction(() => window.app?.graph !== undefined, null, { timeout: 60000 });
 await page.evaluate(async () => {
   await window.app.extensionManager.setting.set("Comfy.TutorialCompleted", true);
+  await window.app.extensionManager.setting.set("Comfy.Workflow.Persist", false); // no tabs carried over
 });
-await page.keyboard.press("Escape");
 
 for (const file of fs.readdirSync(sources).filter((f) => f.startsWith("gfpgan_") && f.endsWith(".json"))) {
   const name = file.replace(/\.json$/, "");
   const api = JSON.parse(fs.readFileSync(path.join(sources, file), "utf8"));
+  await page.reload(); // one workflow per page load, so the screenshot shows only its own tabs
+  await page.waitForFunction(() => window.app?.graph !== undefined, null, { timeout: 60000 });
+  await page.keyboard.press("Escape");
   const workflow = await page.evaluate(async (api) => {
     await window.app.loadApiJson(api, "workflow");
     window.app.graph.arrange(80);
+    // The frontend gives every 'seed' widget a 'control after generate' widget that defaults to
+    // randomize; ours only matters for noise 'seeded', so ship it fixed (re-runs stay cached).
+    for (const node of window.app.graph._nodes.filter((n) => n.type.startsWith("GFPGAN"))) {
+      for (const widget of node.widgets ?? []) if (widget.name === "control_after_generate") widget.value = "fixed";
+    }
     return window.app.graph.serialize();
   }, api);
   const used = new Set(Object.values(api).flatMap((n) => Object.values(n.inputs)));

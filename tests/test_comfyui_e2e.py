@@ -142,6 +142,14 @@ def test_pack_imports_cleanly(comfyui):
 
 
 def test_workflows_are_listed_as_the_packs_templates(comfyui):
+    templates = _request(f"{comfyui['url']}/workflow_templates")
+    shipped = sorted(path.stem for path in (REPO_ROOT / "workflows").glob("*.json"))
+    assert sorted(templates["comfyui-gfpgan"]) == shipped
+    served = _request(f"{comfyui['url']}/api/workflow_templates/comfyui-gfpgan/{shipped[0]}.json")
+    assert served == json.loads((REPO_ROOT / "workflows" / f"{shipped[0]}.json").read_text())
+
+
+def test_workflows_are_listed_as_the_packs_templates(comfyui):
     """ComfyUI offers the files in workflows/ under the pack's name in its template browser."""
     shipped = sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
     assert sorted(_request(f"{comfyui['url']}/workflow_templates")["comfyui-gfpgan"]) == shipped

@@ -30,14 +30,16 @@ def _count(state_dict: dict[str, torch.Tensor], pattern: str) -> int:
 def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
     """A guess at what a foreign state dict is, for the error message."""
     keys = " ".join(list(state_dict)[:400])
-    hints = [
+    hints = [  # most specific first
         ("ClassHead", "a RetinaFace face detector"),
-        ("quantize", "CodeFormer / VQ-based face restorer"),
-        ("vqvae", "RestoreFormer / VQ-based face restorer"),
-        ("RRDB", "ESRGAN-family upscaler"),
-        ("body.", "ESRGAN-family upscaler"),
-        ("conv_first", "an upscaler (ESRGAN/SwinIR-like)"),
         ("bbox_head", "a face detector"),
+        ("position_emb", "CodeFormer (a VQ-codebook face restorer)"),
+        ("idx_pred_layer", "CodeFormer (a VQ-codebook face restorer)"),
+        ("quant_conv", "RestoreFormer / VQGAN (a VQ-codebook face restorer)"),
+        ("quantize", "a VQ-codebook face restorer (CodeFormer / RestoreFormer-like)"),
+        ("RDB", "an ESRGAN-family upscaler"),
+        ("rdb", "an ESRGAN-family upscaler"),
+        ("conv_first", "an upscaler (ESRGAN / SwinIR-like)"),
         ("model.diffusion_model", "a diffusion checkpoint"),
     ]
     for needle, description in hints:

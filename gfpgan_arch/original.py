@@ -16,7 +16,7 @@ from torch import nn
 from .clean import GFPGANBase
 from .ops import FusedLeakyReLU, fused_leaky_relu, resample_kernel, upfirdn2d
 from . import stylegan2
-from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels
+from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels, modulated_conv
 
 _SQRT2 = math.sqrt(2)
 
@@ -122,32 +122,29 @@ class ResUpBlock(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """StyleGAN2's modulated conv; upsampling by transposed conv + blur (per-sample weights, grouped)."""
+    """StyleGAN2's modulated conv; upsampling by a stride-2 transposed conv followed by a blur."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
                  demodulate: bool = True, upsample: bool = False):
         super().__init__()
-        self.out_channels, self.kernel_size = out_channels, kernel_size
         self.demodulate, self.upsample = demodulate, upsample
         self.modulation = EqualLinear(num_style_feat, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.padding = kernel_size // 2
         if upsample:
             pad = (4 - 2) - (kernel_size - 1)
             self.smooth = Blur(((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        weight = self.scale * self.weight * self.modulation(style).view(b, 1, c, 1, 1)
-        if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, self.out_channels, 1, 1, 1)
-        k = self.kernel_size
+        # The blur is per channel and linear, so it commutes with the per-channel demodulation.
+        out = modulated_conv(x, self.weight[0] * self.scale, self.modulation(style), self.demodulate, 1e-8, self.conv)
+        return self.smooth(out) if self.upsample else out
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(b * c, self.out_channels, k, k)
-            out = F.conv_transpose2d(x.reshape(1, b * c, h, w), weight, stride=2, groups=b)
-            return self.smooth(out.view(b, self.out_channels, *out.shape[2:]))
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.out_channels, c, k, k), padding=k // 2, groups=b)
-        return out.view(b, self.out_channels, *out.shape[2:])
+            return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        return F.conv2d(x, weight, padding=self.padding)
 
 
 class StyleConv(nn.Module):

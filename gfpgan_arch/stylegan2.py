@@ -1,16 +1,14 @@
 """The "clean" StyleGAN2 decoder of GFPGANv1Clean (v1.2 / v1.3 / v1.4), pure PyTorch.
 
 Parameter names and shapes match the official checkpoints. The modulated
-convolution is computed batch-friendly: instead of building one weight per
-sample (a grouped convolution over the batch), the input is scaled by the
-style, convolved with the one shared weight, and the output demodulated. Both
-are mathematically equal; this one runs as a single dense convolution. A
-batch of one modulates the weight instead, which is cheaper then.
+convolution is computed batch-friendly (``modulated_conv``): one shared weight,
+no per-sample weights or grouped convolutions.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -35,6 +33,35 @@ def decoder_channels(channel_multiplier: int | float, narrow: float) -> dict[int
 class NormStyleCode(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
+
+
+def modulated_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    style: torch.Tensor,
+    demodulate: bool,
+    eps: float,
+    conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """StyleGAN2 modulated convolution with one shared weight for the whole batch.
+
+    ``weight``: ``[C_out, C_in, k, k]``; ``style``: ``[B, C_in]``; ``conv(x, weight)`` applies a
+    weight (plain, transposed, ...). Scaling the input channels by the style and the output
+    channels by the demodulation factor equals convolving with per-sample modulated weights,
+    but runs as one dense convolution. A batch of one modulates the (small) weight instead,
+    which is cheaper then.
+    """
+    if x.shape[0] == 1:
+        weight = weight * style[0, None, :, None, None]
+        if demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + eps)
+        return conv(x, weight)
+    out = conv(x * style[:, :, None, None], weight)
+    if demodulate:
+        # sum_{i,k} (w[o,i,k] * s[b,i])^2 = (s^2) @ (sum_k w^2)^T
+        weight_energy = weight.pow(2).sum(dim=(2, 3))  # [C_out, C_in]
+        out = out * torch.rsqrt(style.pow(2) @ weight_energy.t() + eps)[:, :, None, None]
+    return out
 
 
 class ModulatedConv2d(nn.Module):
@@ -65,25 +92,14 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        style = self.modulation(style)  # [B, C_in]
-        weight = self.weight[0]  # [C_out, C_in, k, k]
         if self.sample_mode == "upsample":
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         elif self.sample_mode == "downsample":
             x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
-        if x.shape[0] == 1:
-            # One sample: modulating the (small) weight is cheaper than two passes over the activations.
-            weight = weight * style[0, None, :, None, None]
-            if self.demodulate:
-                weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3)) + self.eps)[:, None, None, None]
-            return F.conv2d(x, weight, padding=self.padding)
-        out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
-        if self.demodulate:
-            # sum_{i,k} (w[o,i,k] * s[b,i])^2 = (s^2) @ (sum_k w^2)^T
-            weight_energy = weight.pow(2).sum(dim=(2, 3))  # [C_out, C_in]
-            demod = torch.rsqrt(style.pow(2) @ weight_energy.t() + self.eps)  # [B, C_out]
-            out = out * demod[:, :, None, None]
-        return out
+        return modulated_conv(x, self.weight[0], self.modulation(style), self.demodulate, self.eps, self.conv)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, weight, padding=self.padding)
 
 
 class StyleConv(nn.Module):

@@ -44,14 +44,12 @@ def test_pth_wrappers_and_module_prefix(tmp_path, small_state_dict, wrapper):
 
 
 def test_official_files_load_to_the_same_network(official_weight_files, official_clean_network):
-    x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)) * 2 - 1
     expected = official_clean_network.state_dict()
     for path in official_weight_files.values():
         loaded = load_gfpgan(path)
         assert loaded.arch == "GFPGANv1Clean" and loaded.config["out_size"] == 512
         assert loaded.release is None  # random weights are no official release
         assert_same_tensors(loaded.network.state_dict(), expected)
-    del x
 
 
 def test_pth_safetensors_round_trip(tmp_path, small_state_dict):
@@ -141,11 +139,19 @@ def test_pickle_with_code_is_refused_and_never_executed(tmp_path):
     assert not marker.exists()
 
 
-def test_foreign_file(tmp_path):
-    path = tmp_path / "codeformer.pth"
-    torch.save({"params_ema": {"quantize.embedding.weight": torch.zeros(8, 4)}}, path)
-    with pytest.raises(ModelLoadError, match="CodeFormer"):
-        load_gfpgan(path)
+def test_foreign_files(tmp_path):
+    codeformer = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": {k: torch.zeros(8, 4) for k in ["quantize.embedding.weight", "position_emb"]}}, codeformer)
+    esrgan = tmp_path / "4x_esrgan.safetensors"
+    save_file({k: torch.zeros(2, 2) for k in ["conv_first.weight", "body.0.rdb1.conv1.weight"]}, str(esrgan))
+    for path, looks_like in [(codeformer, "CodeFormer"), (esrgan, "ESRGAN")]:
+        with pytest.raises(ModelLoadError, match=looks_like) as error:
+            load_gfpgan(path)
+        assert str(path) in str(error.value) and "Supported: GFPGAN" in str(error.value)
+    not_a_dict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], not_a_dict)
+    with pytest.raises(ModelLoadError, match="no state dict of tensors"):
+        load_gfpgan(not_a_dict)
 
 
 def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):

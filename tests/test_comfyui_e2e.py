@@ -142,14 +142,6 @@ def test_pack_imports_cleanly(comfyui):
 
 
 def test_workflows_are_listed_as_the_packs_templates(comfyui):
-    templates = _request(f"{comfyui['url']}/workflow_templates")
-    shipped = sorted(path.stem for path in (REPO_ROOT / "workflows").glob("*.json"))
-    assert sorted(templates["comfyui-gfpgan"]) == shipped
-    served = _request(f"{comfyui['url']}/api/workflow_templates/comfyui-gfpgan/{shipped[0]}.json")
-    assert served == json.loads((REPO_ROOT / "workflows" / f"{shipped[0]}.json").read_text())
-
-
-def test_workflows_are_listed_as_the_packs_templates(comfyui):
     """ComfyUI offers the files in workflows/ under the pack's name in its template browser."""
     shipped = sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
     assert sorted(_request(f"{comfyui['url']}/workflow_templates")["comfyui-gfpgan"]) == shipped
@@ -177,6 +169,21 @@ def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
         assert changed.mean() > 0.05 and 200 < xs.mean() < 330 and 130 < ys.mean() < 300
         assert not changed[:30].any() and not changed[380:].any()
         assert not changed[:, :90].any() and not changed[:, 430:].any()
+
+
+def test_missing_model_is_refused_when_queued(comfyui):
+    """A model file that is not there stops the prompt before any node runs, naming the folders and the URL."""
+    workflow = _load("gfpgan_restore_simple")
+    loader = next(key for key, node in workflow.items() if node["class_type"] == "GFPGANModelLoader")
+    workflow[loader]["inputs"]["model_name"] = "GFPGANv1.4.pth"
+    request = urllib.request.Request(f"{comfyui['url']}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30)
+    errors = json.loads(error.value.read())["node_errors"]
+    assert set(errors) == {loader}
+    details = errors[loader]["errors"][0]["details"]
+    assert "facerestore" in details and "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth" in details
 
 
 def test_txt2img_workflow_validates(comfyui):

@@ -241,6 +241,8 @@ class StyleGAN2DecoderCSFT(nn.Module):
         noises = self.layer_noise(latent.shape[0], noise)
 
         out = self.constant_input(latent.shape[0])
+        if conditions and conditions[0].is_contiguous(memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)  # follow the encoder's layout
         out = self.style_conv1(out, latent[:, 0], noises[0])
         skip = self.to_rgb1(out, latent[:, 1])
         i = 1

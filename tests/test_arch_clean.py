@@ -93,3 +93,13 @@ def test_bfloat16_runs_and_stays_close_to_fp32():
     psnr = 10 * torch.log10(1 / mse)
     print(f"bf16 vs fp32 PSNR: {psnr:.1f} dB")
     assert psnr > 30
+
+
+def test_channels_last_input_gives_the_same_result():
+    network = seeded_clean_network(seed=4, **SMALL)
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.inference_mode():
+        expected = network(x)
+        got = network(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)  # the layout carries through every layer

@@ -102,6 +102,19 @@ def to_bhwc(image: torch.Tensor) -> torch.Tensor:
     return image.movedim(1, -1).contiguous().to(model_management.intermediate_device())
 
 
+def on_compute_device(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on ComfyUI's compute device if it fits there with room to spare, else where it is.
+
+    Paste-back warps faces on the device of the restored crops; a long video's crops that do
+    not fit stay on the CPU, and the frames themselves never move (only each face's window does).
+    """
+    device = model_management.get_torch_device()
+    if device.type == "cpu" or tensor.device == device:
+        return tensor
+    needed = 4 * tensor.numel() * tensor.element_size()  # the crops, masks and warp buffers
+    return tensor.to(device) if needed < model_management.get_free_memory(device) else tensor
+
+
 def face_chunk_size(device: torch.device, dtype: torch.dtype) -> int:
     """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32)."""
     if device.type != "cuda":

@@ -14,7 +14,7 @@ from ..face_pipeline.parse import parse_face_masks
 from ..face_pipeline.paste import paste_faces
 from ..face_pipeline.preview import draw_faces
 from ..face_pipeline.restore import restore_crops
-from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw, to_bhwc
+from .common import CATEGORY, face_chunk_size, on_compute_device, progress_callback, to_bchw, to_bhwc
 from .loaders import FaceDetector, FaceParser, GFPGANModel
 
 Faces = io.Custom("FACES")
@@ -208,7 +208,7 @@ class PasteFaces(io.ComfyNode):
         frames = to_bchw(image)
         if frames.shape[0] != len(faces.image_sizes) or tuple(frames.shape[-2:]) != tuple(faces.image_sizes[0]):
             raise ValueError("image does not match the images the faces were detected in (size or batch differs)")
-        restored = to_bchw(restored_crops)
+        restored = on_compute_device(to_bchw(restored_crops))
         if restored.shape[0] != len(faces):
             raise ValueError(f"{len(faces)} faces but {restored.shape[0]} restored crops")
         parse_masks = None

@@ -137,3 +137,18 @@ def test_gfpgan_from_core_upscale_model_loader(nodes, official_weight_files, ast
     assert torch.allclose(ours, theirs.add(1).div(2).clamp(0, 1).movedim(1, -1), atol=1e-4)
     with pytest.raises(ValueError, match="not GFPGAN"):
         nodes.GFPGANFromUpscaleModel.execute(object(), "auto")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_paste_warps_on_the_compute_device(nodes, loaded, astronaut_rgb, monkeypatch):
+    import comfy.model_management
+
+    _, detector = loaded
+    image = comfy_image(astronaut_rgb)
+    faces, crops, _ = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 640).result
+    on_cpu, cpu_mask = nodes.PasteFaces.execute(image, faces, crops, 1.0, "feathered", 1.0, True).result
+    monkeypatch.setattr(comfy.model_management, "get_torch_device", lambda: torch.device("cuda"))  # the stub says CPU
+    on_gpu, gpu_mask = nodes.PasteFaces.execute(image, faces, crops, 1.0, "feathered", 1.0, True).result
+    assert on_gpu.device == image.device  # the frames stay where they were; only face windows moved
+    assert torch.allclose(on_gpu, on_cpu, atol=2e-3) and torch.allclose(gpu_mask, cpu_mask, atol=1e-3)

@@ -37,8 +37,13 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_pickle(path: Path) -> object:
+    # torch.load hands any "*.safetensors" name to safetensors: a pickle misnamed so goes in as a file object.
+    by_name = path.suffix.lower() != ".safetensors"
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        if by_name:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with open(path, "rb") as handle:
+            return torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ModelLoadError(
             f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
@@ -67,9 +72,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path}: no such file.")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the file is empty.")
-    if path.suffix.lower() == ".safetensors":
+    # By content, not by name: renamed files are common in model folders.
+    if _looks_like_safetensors(path):
         return unwrap_state_dict(_read_safetensors(path), str(path))
     return unwrap_state_dict(_read_pickle(path), str(path))
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian), then ``{``."""
+    with open(path, "rb") as handle:
+        start = handle.read(9)
+    return len(start) == 9 and start[8:9] == b"{" and int.from_bytes(start[:8], "little") > 1
 
 
 @dataclass

@@ -68,6 +68,15 @@ def test_pth_safetensors_round_trip(tmp_path, small_state_dict):
     assert_same_tensors(load_state_dict(back), small_state_dict)
 
 
+def test_format_is_read_from_the_content_not_the_name(tmp_path, small_state_dict):
+    safetensors_named_pth = tmp_path / "renamed.pth"
+    save_file(small_state_dict, str(safetensors_named_pth))
+    pth_named_safetensors = tmp_path / "renamed.safetensors"
+    torch.save({"params_ema": small_state_dict}, pth_named_safetensors)
+    for path in (safetensors_named_pth, pth_named_safetensors):
+        assert_same_tensors(load_state_dict(path), small_state_dict)
+
+
 def test_describe_file(tmp_path, small_state_dict):
     path = tmp_path / "small.safetensors"
     save_file(small_state_dict, str(path))

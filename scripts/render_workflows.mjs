@@ -2,7 +2,7 @@
 // inside a running ComfyUI (so the frontend itself lays them out and serialises them), checks that
 // each loads back without missing nodes, and takes a screenshot of each for the README.
 //
-//   node scripts/render_workflows.mjs http://127.0.0.1:8188
+//   node scripts/render_workflows.mjs http://127.0.0.1:8188 [WORKFLOW_NAME...]
 // Needs: npm install playwright-core (set NODE_PATH to its node_modules), Debian's chromium.
 import fs from "node:fs";
 import path from "node:path";
@@ -28,7 +28,9 @@ await page.evaluate(async () => {
   await window.app.extensionManager.setting.set("Comfy.Workflow.Persist", false); // no tabs carried over
 });
 
+const only = process.argv.slice(3); // optional workflow names: rebuild just those
 for (const file of fs.readdirSync(sources).filter((f) => f.startsWith("gfpgan_") && f.endsWith(".json"))) {
+  if (only.length && !only.includes(file.replace(/\.json$/, ""))) continue;
   const name = file.replace(/\.json$/, "");
   const api = JSON.parse(fs.readFileSync(path.join(sources, file), "utf8"));
   await page.reload(); // one workflow per page load, so the screenshot shows only its own tabs

@@ -67,7 +67,9 @@ def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_
     inputs.mkdir()
     import cv2
 
-    cv2.imwrite(str(inputs / "portrait.png"), cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg")))  # lossless
+    photo = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))
+    cv2.imwrite(str(inputs / "portrait.png"), photo)  # lossless
+    cv2.imwrite(str(inputs / "no_face.png"), photo[400:])  # below the face (her uniform): nothing to detect
     port = _free_port()
     log = open(root / "comfyui.log", "w")
     process = subprocess.Popen(
@@ -169,6 +171,17 @@ def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
         assert changed.mean() > 0.05 and 200 < xs.mean() < 330 and 130 < ys.mean() < 300
         assert not changed[:30].any() and not changed[380:].any()
         assert not changed[:, :90].any() and not changed[:, 430:].any()
+
+
+@pytest.mark.parametrize("name", ["gfpgan_restore_simple", "gfpgan_modular_detect_restore_paste"])
+def test_image_without_faces_passes_through(comfyui, name):
+    import cv2
+
+    workflow = _load(name)
+    workflow["1"]["inputs"]["image"] = "no_face.png"
+    files = _saved_images(comfyui, _run(comfyui, workflow))
+    original = cv2.imread(str(comfyui["outputs"].parent / "input" / "no_face.png"))
+    assert len(files) == 1 and np.array_equal(cv2.imread(str(files[0])), original)
 
 
 def test_missing_model_is_refused_when_queued(comfyui):

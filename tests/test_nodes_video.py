@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow  # detection on 20 + 3 frames
+pytestmark = pytest.mark.slow  # detection on a 20-frame batch, twice, and on 3 single frames
 
 FRAMES = 20  # more than the 16 frames Detect Faces sends to the device at once
 

@@ -109,8 +109,9 @@ def check_dtype(dtype: torch.dtype) -> None:
     """Refuse fp16: the StyleGAN2 decoder's activations overflow it (reference tools mark GFPGAN fp16-unsafe)."""
     if dtype == torch.float16:
         raise ModelLoadError(
-            "float16 is not supported for GFP-GAN: its StyleGAN2 decoder overflows half precision. "
-            "Use bfloat16 (same memory, wider range) or float32."
+            "float16 is not supported for GFP-GAN: its StyleGAN2 decoder's activations can overflow half precision "
+            "(reference tools such as spandrel mark it fp16-unsafe too). Use bfloat16 (same memory, wider range) "
+            "or float32."
         )
     if dtype not in (torch.float32, torch.bfloat16):
         raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")

@@ -1,8 +1,10 @@
 """Warp restored faces back into their frames and blend them with soft masks.
 
-Each face is warped only over its own region of the frame. The feathered mask
-is built once in crop space (erode, then blur) and warped with the face, so its
-erosion and blur scale with the face size, as facexlib's do.
+Each face is warped only over its own region of the frame, on the device of the
+restored crops. The feathered mask is built once in crop space (erode, then
+blur) and warped with the face, so its erosion and blur scale with the face
+size, as facexlib's do. Blending happens where the output frames live, one face
+window at a time, in the order of the faces.
 """
 
 from __future__ import annotations
@@ -13,40 +15,56 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .align import warp_affine
+from .align import invert_affine, warp_affine
+from .errors import FaceInputError
 from .faces import FaceBatch
 
 MASK_MODES = ("feathered", "parsing")
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[N,C,H,W]`` with zero padding."""
-    radius = max(1, math.ceil(3 * sigma))
+def gaussian_blur(image: torch.Tensor, sigma: float, radius: int | None = None, border: str = "zeros") -> torch.Tensor:
+    """Separable Gaussian blur of ``[N,C,H,W]``.
+
+    ``radius`` defaults to ``ceil(3 * sigma)``; ``border`` is ``"zeros"`` or
+    ``"reflect"`` (OpenCV's default border, BORDER_REFLECT_101).
+    """
+    radius = radius if radius is not None else max(1, math.ceil(3 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     channels = image.shape[1]
-    image = F.conv2d(image, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), padding=(0, radius), groups=channels)
-    return F.conv2d(image, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), padding=(radius, 0), groups=channels)
+    horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    if border == "reflect":
+        image = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+        return F.conv2d(F.conv2d(image, horizontal, groups=channels), vertical, groups=channels)
+    image = F.conv2d(image, horizontal, padding=(0, radius), groups=channels)
+    return F.conv2d(image, vertical, padding=(radius, 0), groups=channels)
 
 
 @lru_cache(maxsize=8)
-def feathered_mask(crop_size: int, feather: float = 1.0) -> torch.Tensor:
-    """Crop-space blend mask ``[S,S]``: 1 in the middle, fading to 0 before the crop's edge.
-
-    facexlib erodes the warped mask by ``2 * sqrt(area) / 20`` pixels and blurs it
-    with a kernel of the same size; in crop space that is a fixed fraction of
-    the crop, scaled here by ``feather`` (0 = a hard edge).
-    """
+def _cached_feathered_mask(crop_size: int, feather: float) -> torch.Tensor:
     edge = crop_size / 20 * feather
     margin = 1 + round(edge)  # erosion from each side
     mask = torch.zeros(1, 1, crop_size, crop_size)
     mask[..., margin : crop_size - margin, margin : crop_size - margin] = 1
     if edge >= 0.5:
         sigma = 0.3 * (edge - 1) + 0.8  # OpenCV's sigma for a (2 * edge + 1) kernel
-        mask = _gaussian_blur(mask, sigma)
+        mask = gaussian_blur(mask, sigma)
     return mask[0, 0]
+
+
+def feathered_mask(crop_size: int, feather: float = 1.0) -> torch.Tensor:
+    """Crop-space blend mask ``[S,S]``: 1 in the middle, fading to 0 before the crop's edge.
+
+    facexlib erodes the warped mask by ``sqrt(area) / 20`` pixels from each side
+    and blurs it with a kernel twice that size; in crop space that is a fixed
+    fraction of the crop, scaled here by ``feather`` (0 = a hard edge).
+    """
+    if feather < 0:
+        raise FaceInputError(f"feather must be >= 0, got {feather}")
+    return _cached_feathered_mask(crop_size, float(feather)).clone()
 
 
 def match_colors(restored: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -69,9 +87,7 @@ def _is_gray(frame: torch.Tensor) -> bool:
 
 
 def crop_to_target_affines(faces: FaceBatch, target_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """``[N,2,3]`` affines from crop pixels to pixels of the (possibly resized) target frames."""
-    from .align import invert_affine
-
+    """``[N,2,3]`` float64 affines from crop pixels to pixels of the (possibly resized) target frames."""
     affines = torch.stack([face.affine.to(torch.float64) for face in faces.faces])
     crop_to_source = invert_affine(affines)
     rows = []
@@ -79,22 +95,51 @@ def crop_to_target_affines(faces: FaceBatch, target_sizes: list[tuple[int, int]]
         (src_h, src_w), (dst_h, dst_w) = faces.image_sizes[face.image_index], target_sizes[face.image_index]
         sx, sy = dst_w / src_w, dst_h / src_h
         # pixel centres: x_target = sx * (x + 0.5) - 0.5
-        scale = torch.tensor([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], dtype=torch.float64)
-        rows.append(scale[:, :2] @ matrix + torch.cat([torch.zeros(2, 2, dtype=torch.float64), scale[:, 2:]], 1))
+        scale = torch.tensor([[sx, 0.0], [0.0, sy]], dtype=torch.float64)
+        shift = torch.tensor([[0.5 * sx - 0.5], [0.5 * sy - 0.5]], dtype=torch.float64)
+        rows.append(torch.cat([scale @ matrix[:, :2], scale @ matrix[:, 2:] + shift], dim=1))
     return torch.stack(rows)
 
 
 def _region(affine: torch.Tensor, crop_size: int, height: int, width: int) -> tuple[int, int, int, int] | None:
     """Pixel window ``(x0, y0, x1, y1)`` of the frame that the warped crop covers, or None."""
-    corners = torch.tensor(
-        [[-0.5, -0.5, 1], [crop_size - 0.5, -0.5, 1], [-0.5, crop_size - 0.5, 1], [crop_size - 0.5, crop_size - 0.5, 1]],
-        dtype=torch.float64,
-    )
+    low, high = -0.5, crop_size - 0.5
+    corners = torch.tensor([[low, low, 1], [high, low, 1], [low, high, 1], [high, high, 1]], dtype=torch.float64)
     mapped = corners @ affine.T
-    x0, y0 = (mapped.min(dim=0).values.floor().long()).tolist()
+    x0, y0 = mapped.min(dim=0).values.floor().long().tolist()
     x1, y1 = (mapped.max(dim=0).values.ceil().long() + 1).tolist()
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _check_inputs(images, faces, restored, parse_masks, targets) -> None:
+    if images.ndim != 4 or images.shape[1] not in (1, 3, 4):
+        raise FaceInputError(f"images must be [B,C,H,W] with C = 1, 3 or 4, got {tuple(images.shape)}")
+    if restored.ndim != 4 or restored.shape[1] != 3 or restored.shape[-1] != restored.shape[-2]:
+        raise FaceInputError(f"restored crops must be [N,3,S,S], got {tuple(restored.shape)}")
+    if len(faces) != restored.shape[0]:
+        raise FaceInputError(f"{len(faces)} faces but {restored.shape[0]} restored crops")
+    if len(faces.image_sizes) != images.shape[0]:
+        raise FaceInputError(f"faces were found in {len(faces.image_sizes)} frames but {images.shape[0]} images were given")
+    if any(tuple(size) != tuple(images.shape[-2:]) for size in faces.image_sizes):
+        raise FaceInputError(f"images of size {tuple(images.shape[-2:])} are not the frames the faces were found in")
+    if any(face.affine is None for face in faces.faces):
+        raise FaceInputError("faces have no alignment affine; run align_faces first")
+    if parse_masks is not None and tuple(parse_masks.shape) != (len(faces), *restored.shape[-2:]):
+        raise FaceInputError(f"parse masks must be [N,S,S] like the crops, got {tuple(parse_masks.shape)}")
+    if targets is not None and (targets.ndim != 4 or targets.shape[:2] != images.shape[:2]):
+        raise FaceInputError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
+
+
+def _original_crops(images: torch.Tensor, faces: FaceBatch, crop_size: int, device: torch.device) -> torch.Tensor:
+    """The faces' aligned crops taken from ``images`` (RGB), each frame moved to ``device`` once."""
+    crops: list[torch.Tensor | None] = [None] * len(faces)
+    for frame_index in sorted({face.image_index for face in faces.faces}):
+        frame = images[frame_index : frame_index + 1].to(device, torch.float32)
+        frame = frame.expand(-1, 3, -1, -1) if frame.shape[1] == 1 else frame[:, :3]
+        for i in faces.faces_in_image(frame_index):
+            crops[i] = warp_affine(frame, faces.faces[i].affine[None], (crop_size, crop_size))[0]
+    return torch.stack(crops)
 
 
 def paste_faces(
@@ -109,23 +154,25 @@ def paste_faces(
     blend: float = 1.0,
     targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blend ``restored`` crops (``[N,3,S,S]``, order of ``faces``) back into their frames.
+    """Blend ``restored`` crops (``[N,3,S,S]`` RGB 0..1, order of ``faces``) back into their frames.
 
     ``images`` ``[B,C,H,W]`` (C = 1, 3 or 4; alpha is kept) are the frames the faces were
     detected on; ``targets``, if given, are resized copies to paste into instead
-    (e.g. after an upscaler). Returns new frames and a ``[B,H',W']`` union mask of
-    where faces were blended. ``blend`` scales the masks (0 = frames unchanged,
-    1 = restored faces fully in). Inputs are never modified.
+    (e.g. after an upscaler; same batch and channels). ``mask="parsing"`` limits each
+    face to its ``parse_masks`` ``[N,S,S]`` (see ``parse_face_masks``), taking the
+    smaller of it and the feathered mask so no crop edge can show. ``blend`` scales the
+    masks (0 = frames unchanged). Faces are warped on ``restored``'s device, only over
+    their own windows; the result lives where the output frames do. Returns new frames
+    and a ``[B,H',W']`` union mask of where faces were blended. Inputs are never modified.
     """
     if mask not in MASK_MODES:
-        raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
+        raise FaceInputError(f"mask must be one of {MASK_MODES}, got {mask!r}")
     if mask == "parsing" and parse_masks is None:
-        raise ValueError("mask='parsing' needs parse_masks (run a face parser on the restored crops)")
-    if len(faces) != restored.shape[0]:
-        raise ValueError(f"{len(faces)} faces but {restored.shape[0]} restored crops")
+        raise FaceInputError("mask='parsing' needs parse_masks (run a face parser on the restored crops)")
+    if not 0.0 <= blend <= 1.0:
+        raise FaceInputError(f"blend must lie in [0, 1], got {blend}")
+    _check_inputs(images, faces, restored, parse_masks if mask == "parsing" else None, targets)
     frames = images if targets is None else targets
-    if targets is not None and (targets.shape[0] != images.shape[0] or targets.shape[1] != images.shape[1]):
-        raise ValueError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
     batch, channels, height, width = frames.shape
     color_channels = 1 if channels == 1 else 3
     output = frames.clone()
@@ -135,37 +182,31 @@ def paste_faces(
 
     device = restored.device
     crop_size = restored.shape[-1]
-    soft = feathered_mask(crop_size, feather).to(device)
-    masks = soft.expand(len(faces), crop_size, crop_size)
+    masks = feathered_mask(crop_size, feather).to(device).expand(len(faces), crop_size, crop_size)
     if mask == "parsing":
-        masks = masks * parse_masks.to(device, masks.dtype)
+        masks = torch.minimum(masks, parse_masks.to(device, masks.dtype).clamp(0, 1))
     crops = restored.float()
     if color_correction:
-        sources = images.to(device).float()[[f.image_index for f in faces.faces]]
-        sources = sources.expand(-1, 3, -1, -1) if color_channels == 1 else sources[:, :3]
-        originals = warp_affine(sources, torch.stack([f.affine for f in faces.faces]), (crop_size, crop_size))
-        crops = match_colors(crops, originals, masks[:, None])
+        crops = match_colors(crops, _original_crops(images, faces, crop_size, device), masks[:, None])
     affines = crop_to_target_affines(faces, [(height, width)] * batch)
+    luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
+    gray_frames = {i: _is_gray(output[i, :color_channels]) for i in {face.image_index for face in faces.faces}}
 
     for index, (face, affine) in enumerate(zip(faces.faces, affines)):
         region = _region(affine, crop_size, height, width)
         if region is None:
             continue
         x0, y0, x1, y1 = region
-        frame = output[face.image_index]
         layers = torch.cat([crops[index], masks[index][None]])[None]
         # bicubic: the round trip frame -> crop -> frame stays sharp (bilinear both ways visibly softens)
         warped = warp_affine(
             layers, affine[None], (y1 - y0, x1 - x0), offsets=torch.tensor([[x0, y0]]), mode="bicubic"
-        )[0]
-        warped = warped.to(output.device, output.dtype)
-        face_pixels, alpha = warped[:3], warped[3:].clamp(0, 1) * blend
-        if color_channels == 1 or _is_gray(frame[:3]):
-            luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
+        )[0].to(output.device, output.dtype)
+        face_pixels, alpha = warped[:3].clamp(0, 1), warped[3:].clamp(0, 1) * blend
+        if gray_frames[face.image_index]:
             face_pixels = (face_pixels * luma).sum(dim=0, keepdim=True).expand(color_channels, -1, -1)
-        window = frame[:color_channels, y0:y1, x0:x1]
-        blended = alpha * face_pixels + (1 - alpha) * window
-        frame[:color_channels, y0:y1, x0:x1] = blended.clamp(0, 1)
+        window = output[face.image_index, :color_channels, y0:y1, x0:x1]
+        output[face.image_index, :color_channels, y0:y1, x0:x1] = torch.lerp(window, face_pixels, alpha)
         union_window = union[face.image_index, y0:y1, x0:x1]
         union[face.image_index, y0:y1, x0:x1] = torch.maximum(union_window, alpha[0])
     return output, union

@@ -1,7 +1,9 @@
 """The whole face restoration: detect -> align -> restore -> paste, over a batch of frames.
 
 Used by the CLI and the all-in-one ComfyUI node. Frames travel to the device a
-few at a time, so a long video batch never sits on the GPU at once.
+few at a time, so a long video batch never sits on the GPU at once; the frames
+being pasted into stay on the CPU, only each face's window comes back from the
+device.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 from .align import align_faces
 from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
+from .errors import FaceInputError
 from .faces import FaceBatch
 from .paste import paste_faces
 from .restore import restore_crops
@@ -36,6 +39,7 @@ class RestoreSettings:
     noise: str = "fixed"  # fixed | seeded
     seed: int = 0
     chunk_size: int | None = None  # faces per network call; None = best for the device
+    dtype: torch.dtype | None = None  # compute dtype (float32 / bfloat16); None = the weights' dtype
 
 
 @dataclass
@@ -56,18 +60,18 @@ class PipelineResult:
     frames_with_faces: list[int] = field(default_factory=list)
 
 
-def validate_images(images: torch.Tensor) -> None:
-    """Clear errors for inputs the pipeline cannot process."""
+def validate_images(images: torch.Tensor, name: str = "images") -> None:
+    """Clear errors (``FaceInputError``) for inputs the pipeline cannot process."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"expected images as a [B,C,H,W] tensor, got {getattr(images, 'shape', type(images))}")
+        raise FaceInputError(f"expected {name} as a [B,C,H,W] tensor, got {getattr(images, 'shape', type(images))}")
     if images.shape[1] not in (1, 3, 4):
-        raise ValueError(f"images must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {images.shape[1]}")
+        raise FaceInputError(f"{name} must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {images.shape[1]}")
     if images.numel() == 0:
-        raise ValueError(f"empty image batch of shape {tuple(images.shape)}")
+        raise FaceInputError(f"empty {name} batch of shape {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise ValueError(f"images must be float in 0..1, got {images.dtype}")
+        raise FaceInputError(f"{name} must be float in 0..1, got {images.dtype}")
     if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
+        raise FaceInputError(f"{name} contain NaN or infinite values")
 
 
 def _as_rgb(frames: torch.Tensor) -> torch.Tensor:
@@ -90,20 +94,30 @@ def restore_faces_in_images(
     """Find, restore and paste back every face in ``images`` (``[B,C,H,W]`` 0..1, C = 1, 3 or 4).
 
     ``targets`` (same batch and channels, any size) receive the faces instead of
-    ``images``, e.g. an upscaled copy. Frames without faces come back unchanged.
-    ``on_progress(done_frames, total_frames)`` is called per chunk and may raise to cancel.
+    ``images``, e.g. an upscaled copy. Frames without faces come back unchanged
+    (bit-exact). ``frames_per_chunk`` frames are on the device at a time.
+    ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
+    after each network chunk (``done`` may repeat); it may raise to cancel.
+    Results are on the CPU.
     """
     validate_images(images)
     if targets is not None:
-        validate_images(targets)
+        validate_images(targets, "targets")
+        if targets.shape[:2] != images.shape[:2]:
+            raise FaceInputError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
     if paste.mask == "parsing" and parser is None:
-        raise ValueError("mask='parsing' needs a face parser model")
+        raise FaceInputError("mask='parsing' needs a face parser model")
+    if frames_per_chunk < 1:
+        raise FaceInputError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
     device = next(network.parameters()).device
     crop_size = getattr(network, "out_size", 512)
     total = images.shape[0]
-    out_frames, out_masks, all_faces, all_crops, all_restored = [], [], [], [], []
+    source = images if targets is None else targets  # the frames that receive the faces
+    out_images = torch.empty(source.shape, dtype=source.dtype)
+    out_masks = torch.zeros(total, *source.shape[-2:])
+    all_faces, all_crops, all_restored = [], [], []
     last_frame_faces: list = []  # smoothed faces of the previous chunk's last frame
-    for start in range(0, total, max(1, frames_per_chunk)):
+    for start in range(0, total, frames_per_chunk):
         frames = images[start : start + frames_per_chunk].to(device, torch.float32)
         rgb = _as_rgb(frames)
         faces = detect_faces(detector, rgb, threshold=detect.threshold, working_size=detect.working_size)
@@ -115,37 +129,36 @@ def restore_faces_in_images(
         faces, crops = align_faces(rgb, faces, crop_size)
         restored = restore_crops(
             network, crops, fidelity=restore.fidelity, noise=restore.noise,
-            seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size,
+            seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
+            on_chunk=None if on_progress is None else (lambda _done, _faces, start=start: on_progress(start, total)),
         )
         parse_masks = None
         if paste.mask == "parsing" and len(faces):
             from .parse import parse_face_masks
 
             parse_masks = parse_face_masks(parser, restored)
-        chunk_targets = None if targets is None else targets[start : start + frames_per_chunk].to(device, torch.float32)
+        # Paste into CPU frames (same-size targets map 1:1): the device holds only the face windows.
+        end = start + frames.shape[0]
         pasted, masks = paste_faces(
             frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
-            color_correction=paste.color_correction, blend=paste.blend, targets=chunk_targets,
+            color_correction=paste.color_correction, blend=paste.blend,
+            targets=source[start:end].to("cpu", torch.float32),
         )
-        source = images if targets is None else targets
-        for offset in range(pasted.shape[0]):
-            index = start + offset
-            if faces.faces_in_image(offset):
-                out_frames.append(pasted[offset].cpu().to(source.dtype))
-            else:
-                out_frames.append(source[index].clone())  # bit-exact pass-through
-        out_masks.append(masks.cpu())
+        out_images[start:end] = source[start:end]  # frames without faces pass through bit-exact
+        for offset in sorted({face.image_index for face in faces.faces}):
+            out_images[start + offset] = pasted[offset]
+        out_masks[start:end] = masks
         for face in faces.faces:
             all_faces.append(replace(face, image_index=face.image_index + start))
         all_crops.append(crops.cpu())
         all_restored.append(restored.cpu())
         if on_progress is not None:
-            on_progress(min(total, start + frames_per_chunk), total)
+            on_progress(end, total)
 
     faces = FaceBatch(all_faces, [tuple(images.shape[-2:])] * total, crop_size)
     return PipelineResult(
-        images=torch.stack(out_frames),
-        masks=torch.cat(out_masks),
+        images=out_images,
+        masks=out_masks,
         faces=faces,
         crops=torch.cat(all_crops),
         restored=torch.cat(all_restored),

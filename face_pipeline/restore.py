@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .errors import FaceInputError
+
 NOISE_MODES = ("fixed", "seeded")
+COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def _network_device_dtype(network: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -16,15 +20,20 @@ def _network_device_dtype(network: nn.Module) -> tuple[torch.device, torch.dtype
 
 
 def _run_chunk(
-    network: nn.Module, crops: torch.Tensor, fidelity: float, noise: str, seeds: list[int]
+    network: nn.Module, crops: torch.Tensor, fidelity: float, noise: str, seeds: list[int], dtype: torch.dtype | None
 ) -> torch.Tensor:
-    device, dtype = _network_device_dtype(network)
-    x = crops.to(device=device, dtype=dtype).mul(2).sub(1)
+    device, weight_dtype = _network_device_dtype(network)
+    x = crops.to(device=device, dtype=weight_dtype).mul(2).sub(1)
     generators = None
     if noise == "seeded":
         # One generator per face, seeded from (seed + face index): results do not depend on chunking.
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    out = network(x, fidelity=fidelity, noise=generators)
+    # A compute dtype other than the weights' runs under autocast (e.g. bf16 without reloading the model).
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype is not None and dtype != weight_dtype else contextlib.nullcontext()
+    )
+    with autocast:
+        out = network(x, fidelity=fidelity, noise=generators)
     return out.float().add(1).div(2).clamp(0, 1)
 
 
@@ -44,6 +53,7 @@ def restore_crops(
     seed: int = 0,
     blend: float = 1.0,
     chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Restore aligned face crops ``[N,3,S,S]`` (RGB 0..1); returns the same shape on the crops' device.
@@ -51,15 +61,22 @@ def restore_crops(
     ``fidelity`` is the network's CS-SFT weight (1 = official output); ``blend``
     mixes the result with the input crop in image space (0 = input, 1 = restored).
     ``on_chunk(done, total)`` is called after each chunk and may raise to cancel.
-    ``chunk_size`` None picks one for the device (see ``default_chunk_size``).
+    ``chunk_size`` None picks one for the device (see ``default_chunk_size``); on CUDA
+    out-of-memory the chunk is halved and the same faces retried. ``dtype`` (float32 or
+    bfloat16) is the compute dtype; None runs in the weights' dtype. With
+    ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking.
     """
     if noise not in NOISE_MODES:
-        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        raise FaceInputError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if not 0.0 <= fidelity <= 1.0 or not 0.0 <= blend <= 1.0:
-        raise ValueError(f"fidelity and blend must lie in [0, 1], got {fidelity} and {blend}")
+        raise FaceInputError(f"fidelity and blend must lie in [0, 1], got {fidelity} and {blend}")
+    if dtype is not None and dtype not in COMPUTE_DTYPES:
+        raise FaceInputError(f"compute dtype must be torch.float32 or torch.bfloat16 (float16 overflows), got {dtype}")
     size = getattr(network, "out_size", crops.shape[-1])
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[-2:] != (size, size):
-        raise ValueError(f"expected face crops of shape [N,3,{size},{size}], got {tuple(crops.shape)}")
+        raise FaceInputError(f"expected face crops of shape [N,3,{size},{size}], got {tuple(crops.shape)}")
+    if not crops.is_floating_point():
+        raise FaceInputError(f"face crops must be float in 0..1, got {crops.dtype}")
     total = crops.shape[0]
     restored = torch.empty_like(crops, dtype=torch.float32)
     device, _ = _network_device_dtype(network)
@@ -67,7 +84,8 @@ def restore_crops(
     while done < total:
         end = min(total, done + chunk)
         try:
-            out = _run_chunk(network, crops[done:end], fidelity, noise, [seed + i for i in range(done, end)])
+            seeds = [seed + i for i in range(done, end)]
+            out = _run_chunk(network, crops[done:end], fidelity, noise, seeds, dtype)
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -183,3 +183,43 @@ def test_landmark_smoothing_continues_across_chunks(astronaut_rgb, detector):
     assert torch.allclose(points(whole), points(chunked), atol=1e-3)
     raw = restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=6)
     assert not torch.allclose(points(raw), points(whole), atol=0.1)
+
+
+@pytest.mark.slow
+def test_parsing_mask_narrows_the_paste(astronaut_rgb, detector, tmp_path):
+    from facexlib.parsing.parsenet import ParseNet
+    from safetensors.torch import save_file
+
+    from comfyui_gfpgan.face_pipeline.parse import load_parser
+
+    torch.manual_seed(0)  # seeded weights: no real parsing weights offline
+    state_dict = {k: v.contiguous() for k, v in ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict().items()}
+    save_file(state_dict, str(tmp_path / "parsenet.safetensors"))
+    parser = load_parser(tmp_path / "parsenet.safetensors")
+    image = to_batch(astronaut_rgb)
+    parsed = restore_faces_in_images(image, Identity(), detector, parser, paste=PasteSettings(mask="parsing"))
+    feathered = restore_faces_in_images(image, Identity(), detector)
+    assert parsed.masks.max() > 0.99 and parsed.masks.sum() < 0.95 * feathered.masks.sum()
+    assert (parsed.masks <= feathered.masks + 0.03).all()  # within the feathered mask: no crop edge can show
+    inside, outside = parsed.masks[0] > 0, parsed.masks[0] == 0
+    assert psnr(parsed.images, image, inside) >= 40
+    assert torch.equal(parsed.images[0][:, outside], image[0][:, outside])
+    with pytest.raises(ValueError, match="parser"):
+        restore_faces_in_images(image, Identity(), detector, paste=PasteSettings(mask="parsing"))
+
+
+def test_seeded_noise_does_not_depend_on_frame_chunks(astronaut_rgb, detector):
+    network = seeded_clean_network(2, out_size=256, narrow=0.25, num_mlp=2)
+    frames = torch.cat([to_batch(astronaut_rgb)] * 2)
+    settings = RestoreSettings(noise="seeded", seed=5)
+
+    def run(frames_per_chunk):
+        return restore_faces_in_images(frames, network, detector, restore=settings, frames_per_chunk=frames_per_chunk)
+
+    whole, one_by_one = run(2), run(1)
+    assert len(whole.faces) == 2 and whole.restored.shape[-1] == 256
+    # (batched detection moves landmarks by ~1e-5 px: float noise, nothing else)
+    assert torch.allclose(whole.restored, one_by_one.restored, atol=1e-4)
+    assert torch.allclose(whole.images, one_by_one.images, atol=1e-4)
+    # each face draws its own noise: the same face in both frames comes out differently
+    assert (whole.restored[0] - whole.restored[1]).abs().max() > 1e-2

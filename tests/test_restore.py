@@ -90,3 +90,14 @@ def test_bad_settings(network, crops, kwargs, message):
 def test_wrong_crop_size(network):
     with pytest.raises(ValueError, match=r"\[N,3,64,64\]"):
         restore_crops(network, torch.rand(1, 3, 32, 32))
+
+
+def test_bfloat16_compute_dtype(network, crops):
+    full = restore_crops(network, crops[:2])
+    bf16 = restore_crops(network, crops[:2], dtype=torch.bfloat16)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, full)  # it did run in bf16
+    mse = ((bf16 - full) ** 2).mean()
+    assert 10 * torch.log10(1 / mse) > 25
+    assert torch.equal(restore_crops(network, crops[:2], dtype=torch.float32), full)
+    with pytest.raises(ValueError, match="float16"):
+        restore_crops(network, crops, dtype=torch.float16)

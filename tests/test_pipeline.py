@@ -57,11 +57,12 @@ def test_matches_gfpganer_algorithm(
     from gfpganer_reference import gfpganer_enhance, make_face_helper
 
     rgb = request.getfixturevalue(photo)
-    reference, reference_faces = gfpganer_enhance(
-        make_face_helper(retinaface_weights), official_reference_network, np.ascontiguousarray(rgb[:, :, ::-1])
-    )
+    helper = make_face_helper(retinaface_weights)
+    reference, reference_faces = gfpganer_enhance(helper, official_reference_network, np.ascontiguousarray(rgb[:, :, ::-1]))
     ours = restore_faces_in_images(to_batch(rgb), official_clean_network, detector, detect=DetectSettings(working_size=0))
     assert len(ours.faces) == reference_faces == 1
+    # the same face: GFPGANer's box (helper.det_faces rows are x1, y1, x2, y2, score) within 2 px
+    assert np.abs(np.array(ours.faces.faces[0].box) - np.asarray(helper.det_faces[0][:4])).max() < 2
     face_region = ours.masks[0] > 0.5
     reference_rgb = to_batch(np.ascontiguousarray(reference[:, :, ::-1]))
     assert psnr(ours.images, reference_rgb, face_region) >= 35

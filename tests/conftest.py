@@ -99,6 +99,13 @@ def comfy_nodes(tmp_path_factory, official_weight_files, retinaface_weights):
     os.environ["GFPGAN_TEST_MODELS_DIR"] = str(models_dir)
     if importlib.util.find_spec("comfy_api") is None:
         sys.path.insert(0, str(Path(__file__).parent / "comfy_stub"))
+    elif not torch.cuda.is_available():  # the real ComfyUI (on PYTHONPATH) assumes CUDA unless told --cpu
+        from comfy.cli_args import args
+
+        args.cpu = True
+    import folder_paths
+
+    folder_paths.models_dir = str(models_dir)  # the nodes register their folders under it on import
     import comfyui_gfpgan.nodes as module
 
     return module

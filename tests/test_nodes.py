@@ -7,34 +7,30 @@ import asyncio
 import pytest
 import torch
 
+from node_info import node_inputs, progress_recorder
+
 
 @pytest.fixture(scope="module")
 def nodes(comfy_nodes):
     return comfy_nodes
 
 
-def schema_of(node):
-    return node.define_schema()
-
-
 def test_every_schema_is_complete_and_sane(nodes):
     ids = set()
     for node in nodes.NODES:
-        schema = schema_of(node)
-        schema.validate()
-        assert schema.node_id.startswith("GFPGAN") and schema.node_id not in ids
-        ids.add(schema.node_id)
-        assert schema.display_name and schema.description
-        for item in schema.inputs + schema.outputs:
-            assert item.tooltip, f"{schema.node_id}.{getattr(item, 'id', item.display_name)} has no tooltip"
-        for item in schema.inputs:
-            options = getattr(item, "options", {})
-            if item.io_type == "FLOAT":
-                assert options["step"] <= 0.01, f"{schema.node_id}.{item.id}: floats need step 0.01"
-            if item.io_type in ("FLOAT", "INT"):
-                assert options["min"] <= item.default <= options["max"]
-            if item.io_type == "COMBO" and item.default is not None:
-                assert item.default in item.choices
+        info = node.GET_NODE_INFO_V1()  # what /object_info sends the frontend; builds and validates the schema
+        assert info["name"].startswith("GFPGAN") and info["name"] not in ids
+        ids.add(info["name"])
+        assert info["display_name"] and info["description"] and all(info["output_tooltips"])
+        for name, io_type, options, _ in node_inputs(node):
+            where = f"{info['name']}.{name}"
+            assert options.get("tooltip"), f"{where} has no tooltip"
+            if io_type == "FLOAT":
+                assert options["step"] <= 0.01, f"{where}: floats need step 0.01"
+            if io_type in ("FLOAT", "INT"):
+                assert options["min"] <= options["default"] <= options["max"], where
+            if io_type == "COMBO" and "default" in options:
+                assert options["default"] in options["options"], where
     assert len(ids) == 10
 
 
@@ -45,8 +41,8 @@ def test_extension_registers_folders_and_lists_nodes(nodes):
     assert asyncio.run(extension.get_node_list()) == nodes.NODES
     assert any(p.endswith("facerestore_models") for p in folder_paths.get_folder_paths("facerestore_models"))
     assert any(p.endswith("facexlib") for p in folder_paths.get_folder_paths("facedetection"))
-    model_input = schema_of(nodes.LoadGFPGANModel).inputs[0]
-    assert model_input.choices == ["GFPGANv1.4-seeded.safetensors"]
+    _, _, options, _ = node_inputs(nodes.LoadGFPGANModel)[0]
+    assert options["options"] == ["GFPGANv1.4-seeded.safetensors"]
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +80,10 @@ def test_modular_chain_equals_all_in_one(nodes, loaded, astronaut_rgb):
     faces, crops, preview = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 640).result
     assert len(faces) == 1 and crops.shape == (1, 512, 512, 3) and preview.shape == image.shape
     assert not torch.equal(preview, image)  # boxes were drawn
-    comfy.utils.updates.clear()
+    updates = progress_recorder()
     restored = nodes.RestoreFaces.execute(model, crops, 1.0, "fixed", 0).result[0]
-    assert restored.shape == crops.shape and comfy.utils.updates[-1] == (1, 1)
+    comfy.utils.set_progress_bar_global_hook(None)
+    assert restored.shape == crops.shape and updates[-1] == (1, 1)
     pasted, mask = nodes.PasteFaces.execute(image, faces, restored, 1.0, "feathered", 1.0, False).result
     assert pasted.shape == image.shape and mask.shape == (1, 512, 512) and mask.max() > 0.99
     one_step, one_mask = nodes.GFPGANFaceRestore.execute(
@@ -119,7 +116,7 @@ def test_cancel_stops_the_run(nodes, loaded, astronaut_rgb):
     import comfy.model_management
 
     _, detector = loaded
-    comfy.model_management.interrupt_requested = True
+    comfy.model_management.interrupt_current_processing(True)  # what Cancel does
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         nodes.DetectFaces.execute(comfy_image(astronaut_rgb), detector, 0.97, "all", 1, 0, 0, 640)
 

@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from node_info import node_inputs
+
 
 @pytest.fixture(scope="module")
 def parser(comfy_nodes):
@@ -20,7 +22,7 @@ def parser(comfy_nodes):
     folder = Path(os.environ["GFPGAN_TEST_MODELS_DIR"]) / "facexlib"
     folder.mkdir(exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "parsing_parsenet-seeded.safetensors")
-    assert "parsing_parsenet-seeded.safetensors" in comfy_nodes.LoadFaceParser.define_schema().inputs[0].choices
+    assert "parsing_parsenet-seeded.safetensors" in node_inputs(comfy_nodes.LoadFaceParser)[0][2]["options"]
     return comfy_nodes.LoadFaceParser.execute("parsing_parsenet-seeded.safetensors").result[0]
 
 

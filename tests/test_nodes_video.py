@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from node_info import progress_recorder
+
 pytestmark = pytest.mark.slow  # detection on a 20-frame batch, twice, and on 3 single frames
 
 FRAMES = 20  # more than the 16 frames Detect Faces sends to the device at once
@@ -26,9 +28,10 @@ def test_detect_faces_keeps_frame_indices_across_chunks(comfy_nodes, video):
 
     frames, detector = video
     before = frames.clone()
-    comfy.utils.updates.clear()
+    updates = progress_recorder()
     faces, crops, preview = comfy_nodes.DetectFaces.execute(frames, detector, 0.97, "all", 1, 0, 0, 640).result
-    assert comfy.utils.updates[-1] == (FRAMES, FRAMES)
+    comfy.utils.set_progress_bar_global_hook(None)
+    assert updates[-1] == (FRAMES, FRAMES)
     with_faces = [i for i in range(FRAMES) if i % 3]
     assert [face.image_index for face in faces.faces] == with_faces
     assert crops.shape == (len(with_faces), 512, 512, 3) and preview.shape == frames.shape

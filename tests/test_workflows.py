@@ -7,19 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from node_info import WIDGET_TYPES, node_inputs
+
 WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
 API_WORKFLOWS = Path(__file__).parent / "api_workflows"
 CORE_NODES = {
     "LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "UpscaleModelLoader", "ImageUpscaleWithModel",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
 }
-WIDGET_TYPES = {"FLOAT", "INT", "COMBO", "BOOLEAN", "STRING"}
 MODEL_WIDGETS = {"model_name", "detector_name", "parser_name", "ckpt_name"}
 
 
 @pytest.fixture(scope="module")
 def schemas(comfy_nodes):
-    return {node.define_schema().node_id: node.define_schema() for node in comfy_nodes.NODES}
+    """Node id -> its inputs ``(id, type, options, optional)`` in the frontend's order."""
+    return {node.GET_NODE_INFO_V1()["name"]: node_inputs(node) for node in comfy_nodes.NODES}
 
 
 def test_there_is_a_workflow_per_use_case():
@@ -29,27 +31,27 @@ def test_there_is_a_workflow_per_use_case():
     assert names == {w.stem for w in API_WORKFLOWS.glob("gfpgan_*.json")}
 
 
-def check_widgets(schema, node, model_names):
+def check_widgets(node_id, inputs, node, model_names):
     values = list(node["widgets_values"])
-    for item in schema.inputs:
-        if item.io_type not in WIDGET_TYPES:
+    for name, io_type, options, _ in inputs:
+        if io_type not in WIDGET_TYPES:
             continue
-        assert values, f"{schema.node_id}: too few widget values"
+        assert values, f"{node_id}: too few widget values"
         value = values.pop(0)
-        where = f"{schema.node_id}.{item.id}={value!r}"
-        if item.io_type == "COMBO":
-            assert value in (model_names if item.id in MODEL_WIDGETS else item.choices), where
-        elif item.io_type in ("FLOAT", "INT"):
+        where = f"{node_id}.{name}={value!r}"
+        if io_type == "COMBO":
+            assert value in (model_names if name in MODEL_WIDGETS else options["options"]), where
+        elif io_type in ("FLOAT", "INT"):
             assert isinstance(value, (int, float)) and not isinstance(value, bool), where
-            assert item.options["min"] <= value <= item.options["max"], where
-            if item.io_type == "INT":
+            assert options["min"] <= value <= options["max"], where
+            if io_type == "INT":
                 assert float(value).is_integer(), where
-            if item.id == "seed":  # the frontend stores its 'control after generate' choice next to a seed
+            if name == "seed":  # the frontend stores its 'control after generate' choice next to a seed
                 # fixed, so queueing the same image again reuses the cached result instead of re-running
                 assert values.pop(0) == "fixed", where
-        elif item.io_type == "BOOLEAN":
+        elif io_type == "BOOLEAN":
             assert isinstance(value, bool), where
-    assert not values, f"{schema.node_id}: extra widget values {values}"
+    assert not values, f"{node_id}: extra widget values {values}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -64,8 +66,8 @@ def test_workflow_is_loadable(path, schemas):
     for node in nodes.values():
         assert node["type"] in schemas or node["type"] in CORE_NODES, node["type"]
         if node["type"] in schemas:
-            check_widgets(schemas[node["type"]], node, model_names)
-            names = [i.id for i in schemas[node["type"]].inputs]
+            check_widgets(node["type"], schemas[node["type"]], node, model_names)
+            names = [name for name, *_ in schemas[node["type"]]]
             for socket in node["inputs"]:
                 assert socket["name"] in names
     for link_id, source, source_slot, target, target_slot, link_type in workflow["links"]:
@@ -74,15 +76,14 @@ def test_workflow_is_loadable(path, schemas):
         assert link_id in output["links"] and socket["link"] == link_id
         assert output["type"] == socket["type"] == link_type
         if nodes[target]["type"] in schemas:
-            schema = schemas[nodes[target]["type"]]
-            expected = next(i for i in schema.inputs if i.id == socket["name"])
-            assert expected.io_type == link_type
+            expected = next(io_type for name, io_type, *_ in schemas[nodes[target]["type"]] if name == socket["name"])
+            assert expected == link_type
     for node in nodes.values():  # every required socket of ours is connected
         if node["type"] in schemas:
-            for item in schemas[node["type"]].inputs:
-                if item.io_type not in WIDGET_TYPES and not item.optional:
-                    socket = next(s for s in node["inputs"] if s["name"] == item.id)
-                    assert socket["link"] is not None, f"{node['type']}.{item.id} is not connected"
+            for name, io_type, _, optional in schemas[node["type"]]:
+                if io_type not in WIDGET_TYPES and not optional:
+                    socket = next(s for s in node["inputs"] if s["name"] == name)
+                    assert socket["link"] is not None, f"{node['type']}.{name} is not connected"
     used_models = {v for n in nodes.values() for v in n.get("widgets_values", []) if isinstance(v, str)}
     assert model_names <= used_models
 

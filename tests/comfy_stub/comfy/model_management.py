@@ -1,9 +1,9 @@
-"""Test stand-in for comfy.model_management: CPU only, records what was loaded and honours a cancel flag."""
+"""Test stand-in for comfy.model_management: CPU only, records what was loaded, honours Cancel as ComfyUI does."""
 
 import torch
 
 loaded_models: list = []
-interrupt_requested = False
+interrupt_processing = False
 
 
 class InterruptProcessingException(Exception):
@@ -36,8 +36,13 @@ def load_models_gpu(models, **_) -> None:
         loaded_models.append(patcher)
 
 
+def interrupt_current_processing(value: bool = True) -> None:
+    global interrupt_processing
+    interrupt_processing = value
+
+
 def throw_exception_if_processing_interrupted() -> None:
-    global interrupt_requested
-    if interrupt_requested:
-        interrupt_requested = False
+    global interrupt_processing
+    if interrupt_processing:
+        interrupt_processing = False
         raise InterruptProcessingException()

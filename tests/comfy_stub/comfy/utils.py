@@ -1,15 +1,24 @@
-"""Test stand-in for comfy.utils.ProgressBar: records every update."""
+"""Test stand-in for comfy.utils' progress bar: updates go to the global hook, as in ComfyUI."""
 
-updates: list[tuple[int, int]] = []
+PROGRESS_BAR_HOOK = None
+
+
+def set_progress_bar_global_hook(function) -> None:
+    global PROGRESS_BAR_HOOK
+    PROGRESS_BAR_HOOK = function
 
 
 class ProgressBar:
     def __init__(self, total, node_id=None):
-        self.total, self.current = total, 0
+        self.total, self.current, self.node_id = total, 0, node_id
+        self.hook = PROGRESS_BAR_HOOK
 
     def update_absolute(self, value, total=None, preview=None):
-        self.current = value
-        updates.append((value, total or self.total))
+        if total is not None:
+            self.total = total
+        self.current = min(value, self.total)
+        if self.hook is not None:
+            self.hook(self.current, self.total, preview, node_id=self.node_id)
 
     def update(self, value):
         self.update_absolute(self.current + value)

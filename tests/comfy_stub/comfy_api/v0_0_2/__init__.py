@@ -1,4 +1,9 @@
-"""Test stand-in for ComfyUI's versioned V3 node API (the subset this pack uses)."""
+"""Test stand-in for ComfyUI's versioned V3 node API (the subset this pack uses).
+
+Inputs keep their widget options as attributes of the same names as ComfyUI's, and
+``ComfyNode.GET_NODE_INFO_V1()`` returns the node definition in the form ComfyUI's
+``/object_info`` sends to the frontend, so tests read nodes the same way with either.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,22 @@ from types import SimpleNamespace
 from typing import Any
 
 
+def _pruned(values: dict) -> dict:
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class _Input:
     def __init__(self, id: str, display_name: str | None = None, optional: bool = False, tooltip: str | None = None,
-                 default: Any = None, **options: Any):
+                 default: Any = None, **widget_options: Any):
         self.id, self.display_name, self.optional, self.tooltip = id, display_name, optional, tooltip
         self.default = default
-        self.options = options
+        self.widget_options = widget_options  # min, max, step, ... (attributes of these names in ComfyUI)
+        for name, value in widget_options.items():
+            setattr(self, name, value)
+
+    def as_dict(self) -> dict:
+        return _pruned({"display_name": self.display_name, "tooltip": self.tooltip, "default": self.default,
+                        **self.widget_options})
 
 
 class _Output:
@@ -22,26 +37,29 @@ class _Output:
         self.id, self.display_name, self.tooltip, self.is_output_list = id, display_name, tooltip, is_output_list
 
 
-def _comfy_type(io_type: str, widget: bool = False):
-    input_class = type(f"{io_type}Input", (_Input,), {"io_type": io_type, "widget": widget})
+def _comfy_type(io_type: str):
+    input_class = type(f"{io_type}Input", (_Input,), {"io_type": io_type})
     output_class = type(f"{io_type}Output", (_Output,), {"io_type": io_type})
     return type(io_type, (), {"io_type": io_type, "Input": input_class, "Output": output_class})
 
 
 class _ComboInput(_Input):
-    io_type, widget = "COMBO", True
+    io_type = "COMBO"
 
     def __init__(self, id: str, options: list[str] | None = None, **kwargs: Any):
         super().__init__(id, **kwargs)
-        self.choices = list(options or [])
+        self.options = list(options or [])
+
+    def as_dict(self) -> dict:
+        return super().as_dict() | {"options": self.options}
 
 
 Image = _comfy_type("IMAGE")
 Mask = _comfy_type("MASK")
-Float = _comfy_type("FLOAT", widget=True)
-Int = _comfy_type("INT", widget=True)
-Boolean = _comfy_type("BOOLEAN", widget=True)
-String = _comfy_type("STRING", widget=True)
+Float = _comfy_type("FLOAT")
+Int = _comfy_type("INT")
+Boolean = _comfy_type("BOOLEAN")
+String = _comfy_type("STRING")
 UpscaleModel = _comfy_type("UPSCALE_MODEL")
 Combo = type("Combo", (), {"io_type": "COMBO", "Input": _ComboInput, "Output": _comfy_type("COMBO").Output})
 
@@ -83,6 +101,29 @@ class ComfyNode:
     @classmethod
     def execute(cls, **kwargs: Any) -> NodeOutput:
         raise NotImplementedError
+
+    @classmethod
+    def GET_NODE_INFO_V1(cls) -> dict[str, Any]:
+        """The node as ``/object_info`` describes it: inputs by group in order, outputs as parallel lists."""
+        schema = cls.define_schema()
+        schema.validate()
+        inputs: dict[str, dict] = {"required": {}}
+        for item in schema.inputs:
+            group = "optional" if item.optional else "required"
+            inputs.setdefault(group, {})[item.id] = (item.io_type, item.as_dict())
+        return {
+            "input": inputs,
+            "input_order": {group: list(items) for group, items in inputs.items()},
+            "output": [o.io_type for o in schema.outputs],
+            "output_is_list": [o.is_output_list for o in schema.outputs],
+            "output_name": [o.display_name or o.io_type for o in schema.outputs],
+            "output_tooltips": [o.tooltip for o in schema.outputs],
+            "name": schema.node_id,
+            "display_name": schema.display_name,
+            "description": schema.description,
+            "category": schema.category,
+            "output_node": schema.is_output_node,
+        }
 
 
 io = SimpleNamespace(

@@ -11,6 +11,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from .errors import FaceInputError
 from .faces import FaceBatch
 
 # facexlib's FFHQ template for a 512 crop (left eye, right eye, nose, mouth left, mouth right).
@@ -28,7 +29,7 @@ def estimate_similarity(points: torch.Tensor, template: torch.Tensor) -> torch.T
     ``points``: ``[N,K,2]``; ``template``: ``[K,2]``; returns ``[N,2,3]`` (float64).
     """
     points = points.to(torch.float64)
-    template = template.to(torch.float64)
+    template = template.to(points.device, torch.float64)
     src_mean, dst_mean = points.mean(dim=1, keepdim=True), template.mean(dim=0)
     src, dst = points - src_mean, template - dst_mean
     # Closed form for z -> a z + b in complex numbers: a = sum(conj(src) dst) / sum(|src|^2).
@@ -41,9 +42,30 @@ def estimate_similarity(points: torch.Tensor, template: torch.Tensor) -> torch.T
 
 
 def invert_affine(affines: torch.Tensor) -> torch.Tensor:
-    """Inverses of ``[N,2,3]`` affines."""
+    """Inverses of ``[N,2,3]`` affines (as ``cv2.invertAffineTransform``, batched)."""
     linear_inverse = torch.linalg.inv(affines[:, :, :2])
     return torch.cat([linear_inverse, -(linear_inverse @ affines[:, :, 2:])], dim=2)
+
+
+def _homogeneous(matrices: torch.Tensor) -> torch.Tensor:
+    """``[N,2,3]`` -> ``[N,3,3]``."""
+    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=matrices.dtype).expand(matrices.shape[0], 1, 3)
+    return torch.cat([matrices, bottom], dim=1)
+
+
+def _sampling_theta(affines: torch.Tensor, source_size, out_size, offsets: torch.Tensor | None) -> torch.Tensor:
+    """``affine_grid``'s theta: normalised output coordinates -> normalised source coordinates (float64, CPU)."""
+    (src_h, src_w), (out_h, out_w) = source_size, out_size
+    count = affines.shape[0]
+    shift = torch.zeros(count, 2, dtype=torch.float64) if offsets is None else offsets.detach().cpu().double()
+    # normalised output (align_corners=False) -> output pixel, shifted to the window's origin
+    from_output = torch.zeros(count, 2, 3, dtype=torch.float64)
+    from_output[:, 0, 0], from_output[:, 1, 1] = out_w / 2, out_h / 2
+    from_output[:, :, 2] = torch.tensor([(out_w - 1) / 2, (out_h - 1) / 2], dtype=torch.float64) + shift
+    # source pixel -> normalised source
+    to_source = torch.tensor([[[2 / src_w, 0.0, 1 / src_w - 1], [0.0, 2 / src_h, 1 / src_h - 1]]], dtype=torch.float64)
+    dst_to_src = invert_affine(affines.detach().cpu().double())
+    return (_homogeneous(to_source.expand(count, -1, -1)) @ _homogeneous(dst_to_src) @ _homogeneous(from_output))[:, :2]
 
 
 def warp_affine(
@@ -54,53 +76,61 @@ def warp_affine(
     offsets: torch.Tensor | None = None,
     mode: str = "bilinear",
 ) -> torch.Tensor:
-    """Like ``cv2.warpAffine`` (constant border) for a batch, on the images' device.
+    """Like ``cv2.warpAffine`` with a constant border, for a batch, on the images' device.
 
-    ``affines`` ``[N,2,3]`` map source pixels to destination pixels. ``offsets``
-    ``[N,2]`` (x, y) makes the output a window of the destination starting there,
-    so a small region of a large frame can be produced without warping it all.
+    ``images`` ``[N,C,H,W]``, or ``[1,C,H,W]`` to cut all ``N`` outputs from one
+    image (without copying it). ``affines`` ``[N,2,3]`` map source pixels to
+    destination pixels. ``offsets`` ``[N,2]`` (x, y) makes each output the window
+    of the destination that starts there, so a small region of a large frame is
+    produced without warping it all. ``mode``: grid_sample's bilinear, bicubic or
+    nearest. Returns ``[N,C,out_h,out_w]`` in the images' dtype.
     """
-    count, channels, src_h, src_w = images.shape
-    out_h, out_w = out_size
+    if images.ndim != 4 or affines.ndim != 3 or affines.shape[1:] != (2, 3):
+        raise FaceInputError(f"warp_affine expects [N,C,H,W] images and [N,2,3] affines, got "
+                             f"{tuple(images.shape)} and {tuple(affines.shape)}")
+    count, (out_h, out_w) = affines.shape[0], out_size
+    if images.shape[0] not in (1, count):
+        raise FaceInputError(f"warp_affine got {images.shape[0]} images for {count} affines")
+    channels, src_h, src_w = images.shape[1:]
     device = images.device
-    inverse = invert_affine(affines.to(torch.float64)).to(device)
-    ys, xs = torch.meshgrid(
-        torch.arange(out_h, device=device, dtype=torch.float64),
-        torch.arange(out_w, device=device, dtype=torch.float64),
-        indexing="ij",
-    )
-    grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3).expand(count, -1, -1)
-    if offsets is not None:
-        shift = torch.zeros(count, 1, 3, device=device, dtype=torch.float64)
-        shift[:, 0, :2] = offsets.to(device, torch.float64)
-        grid = grid + shift
-    source = grid @ inverse.transpose(1, 2)  # [N, H*W, 2] source pixel coordinates
-    # pixel centres -> grid_sample's [-1, 1] (align_corners=False)
-    normalised = torch.stack([(2 * source[..., 0] + 1) / src_w - 1, (2 * source[..., 1] + 1) / src_h - 1], dim=-1)
-    normalised = normalised.view(count, out_h, out_w, 2).to(images.dtype)
-    warped = F.grid_sample(images, normalised, mode=mode, padding_mode="zeros", align_corners=False)
-    border = torch.as_tensor(border_value, dtype=images.dtype, device=device)
-    if border.abs().max() == 0:
-        return warped
-    # Bilinear sampling is linear, so a constant border is the zero-padded warp plus the border
-    # weighted by how much of each sample fell outside (exactly what cv2 computes).
-    inside = F.grid_sample(
-        torch.ones(count, 1, src_h, src_w, dtype=images.dtype, device=device), normalised,
-        mode=mode, padding_mode="zeros", align_corners=False,
-    )
-    return warped + (1 - inside) * border.view(1, -1, 1, 1).expand(1, channels, 1, 1)
+    # Sampling positions in float32 at least: half precision cannot address pixels of a large frame.
+    work_dtype = torch.promote_types(images.dtype, torch.float32)
+    theta = _sampling_theta(affines, (src_h, src_w), (out_h, out_w), offsets).to(device, work_dtype)
+    grid = F.affine_grid(theta, [count, 1, out_h, out_w], align_corners=False)
+    source = images.to(work_dtype).expand(count, -1, -1, -1)
+    warped = F.grid_sample(source, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    border = torch.as_tensor(border_value, dtype=work_dtype, device=device).reshape(-1)
+    if bool((border != 0).any()):
+        # Sampling is linear, so a constant border is the zero-padded warp plus the border weighted by
+        # how much of each sample fell outside the image (what cv2 computes).
+        ones = torch.ones(1, 1, 1, 1, dtype=work_dtype, device=device).expand(count, 1, src_h, src_w)
+        inside = F.grid_sample(ones, grid, mode=mode, padding_mode="zeros", align_corners=False)
+        warped = warped + (1 - inside) * border.view(1, -1, 1, 1).expand(1, channels, 1, 1)
+    return warped.to(images.dtype)
 
 
 def align_faces(images: torch.Tensor, faces: FaceBatch, crop_size: int = 512) -> tuple[FaceBatch, torch.Tensor]:
-    """Crop every face to the FFHQ template: returns faces with ``affine`` set and ``[N,3,S,S]`` crops."""
+    """Crop every face to the FFHQ template: returns faces with ``affine`` set and ``[N,3,S,S]`` crops.
+
+    ``images`` are the ``[B,3,H,W]`` frames the faces were found in; crops are
+    made on their device, the faces of one frame in one warp. Outside the frame
+    the crops are facexlib's gray. ``affine`` maps frame pixels to crop pixels.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise FaceInputError(f"align_faces expects [B,3,H,W] RGB images, got {tuple(images.shape)}")
+    if len(faces.image_sizes) != images.shape[0] or any(tuple(s) != tuple(images.shape[-2:]) for s in faces.image_sizes):
+        raise FaceInputError(f"the faces were found in {len(faces.image_sizes)} frames of sizes {faces.image_sizes}, "
+                             f"not in these images {tuple(images.shape)}")
+    if crop_size < 16:
+        raise FaceInputError(f"crop_size must be at least 16, got {crop_size}")
+    crops = torch.empty(len(faces), 3, crop_size, crop_size, dtype=images.dtype, device=images.device)
     if len(faces) == 0:
-        empty = torch.zeros(0, images.shape[1], crop_size, crop_size, dtype=images.dtype, device=images.device)
-        return FaceBatch([], list(faces.image_sizes), crop_size), empty
+        return FaceBatch([], list(faces.image_sizes), crop_size), crops
     landmarks = torch.stack([face.landmarks.as_tensor(torch.float64) for face in faces.faces])
     affines = estimate_similarity(landmarks, FFHQ_TEMPLATE_512 * (crop_size / 512))
-    frame_index = torch.tensor([face.image_index for face in faces.faces], device=images.device)
-    crops = warp_affine(
-        images.index_select(0, frame_index), affines, (crop_size, crop_size), border_value=CROP_BORDER_RGB
-    )
+    for frame_index in sorted({face.image_index for face in faces.faces}):
+        rows = faces.faces_in_image(frame_index)
+        crops[rows] = warp_affine(images[frame_index : frame_index + 1], affines[rows], (crop_size, crop_size),
+                                  border_value=CROP_BORDER_RGB)
     aligned = [replace(face, affine=affine.float()) for face, affine in zip(faces.faces, affines)]
     return FaceBatch(aligned, list(faces.image_sizes), crop_size), crops

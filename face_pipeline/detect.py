@@ -1,8 +1,10 @@
 """Face detection with facexlib's RetinaFace networks, batched, with our own pre/post-processing.
 
-facexlib supplies only the network modules; weights always come from a local
-file (facexlib's own helpers would download them). Anchors are generated
-vectorised and cached per input size.
+The network layers are facexlib's (see ``retinaface.py``); weights always come
+from a local file. Anchors are generated vectorised and cached per input size;
+decoding, thresholding and NMS run on the detector's device for the whole batch.
+The numbers follow facexlib's ``RetinaFace.detect_faces`` (BGR means, variances,
+``score > threshold``, NMS in the pixels of the image the network saw).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord, Landmarks
+from .retinaface import RetinaFaceNet, backbone_from_keys
 
 
 class FaceModelError(Exception):
@@ -27,11 +31,14 @@ _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
+SELECTION_MODES = ("all", "largest", "center", "top_k")
 
 
 @dataclass
 class RetinaFaceDetector:
-    network: torch.nn.Module
+    """A loaded RetinaFace: the network (eval mode, no gradients), its backbone and source file."""
+
+    network: RetinaFaceNet
     backbone: str  # "mobilenet0.25" or "resnet50"
     path: Path | None = None
 
@@ -41,6 +48,7 @@ class RetinaFaceDetector:
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A local weights file's state dict, read safely; its errors as FaceModelError."""
     from ..gfpgan_arch import ModelLoadError, load_state_dict
 
     try:
@@ -49,48 +57,28 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise FaceModelError(str(error)) from error
 
 
-def _build_retinaface(name: str, device: torch.device) -> torch.nn.Module:
-    """facexlib's RetinaFace, with its ResNet-50 backbone built untrained (``weights=None``).
-
-    facexlib calls ``torchvision.models.resnet50(pretrained=False)``; newer torchvision
-    deprecates ``pretrained``, so that one call is routed to the ``weights=None`` form.
-    """
-    import torchvision.models as models
-    from facexlib.detection.retinaface import RetinaFace
-
-    resnet50 = models.resnet50
-    models.resnet50 = lambda *args, **kwargs: resnet50(weights=None)
-    try:
-        return RetinaFace(network_name=name, half=False, phase="test", device=device)
-    finally:
-        models.resnet50 = resnet50
-
-
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
     """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
     path = Path(path)
-    state_dict = _read_weights(path)
-    if "body.stage1.0.0.weight" in state_dict:
-        backbone, name = "mobilenet0.25", "mobile0.25"
-    elif "body.layer1.0.conv1.weight" in state_dict:
-        backbone, name = "resnet50", "resnet50"
-    else:
+    state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
+    backbone = backbone_from_keys(state_dict)
+    if backbone is None:
         raise FaceModelError(
             f"{path}: not a RetinaFace detector (expected facexlib's detection_Resnet50_Final.pth or "
             f"detection_mobilenet0.25_Final.pth layout)."
         )
-    network = _build_retinaface(name, torch.device(device))
+    network = RetinaFaceNet(backbone)
     try:
         network.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
         raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {error}") from error
-    network.eval().requires_grad_(False)
+    network.eval().requires_grad_(False).to(device)
     return RetinaFaceDetector(network, backbone, path)
 
 
 @lru_cache(maxsize=16)
 def _priors(height: int, width: int) -> torch.Tensor:
-    """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them."""
+    """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them (CPU, float32)."""
     per_level = []
     for step, sizes in zip(_STEPS, _MIN_SIZES):
         rows, cols = math.ceil(height / step), math.ceil(width / step)
@@ -120,6 +108,15 @@ def _to_network_input(images: torch.Tensor) -> torch.Tensor:
     return images.flip(1) * 255.0 - mean
 
 
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        raise FaceInputError(f"detect_faces expects [B,3,H,W] RGB images, got {getattr(images, 'shape', type(images))}")
+    if images.shape[0] == 0 or images.shape[2] < 2 or images.shape[3] < 2:
+        raise FaceInputError(f"detect_faces got an empty batch or frame: {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise FaceInputError(f"detect_faces expects float images in 0..1, got {images.dtype}")
+
+
 @torch.inference_mode()
 def detect_faces(
     detector: RetinaFaceDetector,
@@ -129,82 +126,109 @@ def detect_faces(
     working_size: int | None = 640,
     nms_threshold: float = 0.4,
 ) -> FaceBatch:
-    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size); coordinates in full-size pixels."""
-    from torchvision.ops import nms
+    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size) in one forward pass.
 
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"detect_faces expects [B,3,H,W] RGB images, got shape {tuple(images.shape)}")
+    Frames are shrunk so their short side is ``working_size`` (never enlarged;
+    0/None = full size); boxes and landmarks come back in full-size pixels.
+    Faces are ordered by frame, then by descending score; ``affine`` is None.
+    """
+    _check_images(images)
     batch, _, height, width = images.shape
     scale = working_scale(height, width, working_size)
-    x = images.to(detector.device, torch.float32)
+    dtype = next(detector.network.parameters()).dtype
+    x = images.to(detector.device, dtype)
     if scale < 1.0:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     net_h, net_w = x.shape[-2:]
-    loc, conf, landmarks = detector.network(_to_network_input(x))
+    loc, scores, landmarks = (t.float() for t in detector.network(_to_network_input(x)))
     priors = _priors(net_h, net_w).to(loc.device)
 
-    centers = priors[:, :2] + loc[..., :2] * _VARIANCE[0] * priors[:, 2:]
-    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * _VARIANCE[1])
-    boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], dim=-1)
-    points = priors[:, None, :2] + landmarks.view(batch, -1, 5, 2) * _VARIANCE[0] * priors[:, None, 2:]
-    # normalised -> full-size pixels (the working image covers the whole frame)
-    boxes = boxes * torch.tensor([width, height, width, height], device=boxes.device)
-    points = points * torch.tensor([width, height], device=points.device)
-    scores = conf[..., 1]
+    frame, anchor = torch.nonzero(scores > threshold, as_tuple=True)
+    scores, prior = scores[frame, anchor], priors[anchor]
+    loc, landmarks = loc[frame, anchor], landmarks[frame, anchor].view(-1, 5, 2)
+    centers = prior[:, :2] + loc[:, :2] * _VARIANCE[0] * prior[:, 2:]
+    sizes = prior[:, 2:] * torch.exp(loc[:, 2:] * _VARIANCE[1])
+    points = prior[:, None, :2] + landmarks * _VARIANCE[0] * prior[:, None, 2:]
+    # normalised -> working-image pixels, where facexlib runs its NMS
+    to_working = torch.tensor([net_w, net_h], device=loc.device, dtype=torch.float32)
+    boxes = torch.cat([centers - sizes / 2, centers - sizes / 2 + sizes], dim=1) * to_working.repeat(2)
+    keep = _nms(boxes, scores, frame, nms_threshold)
 
-    result = FaceBatch(image_sizes=[(height, width)] * batch)
-    for index in range(batch):
-        keep = scores[index] > threshold
-        frame_boxes, frame_scores, frame_points = boxes[index][keep], scores[index][keep], points[index][keep]
-        order = nms(frame_boxes, frame_scores, nms_threshold)  # sorted by score, descending
-        for i in order.tolist():
-            result.faces.append(
-                FaceRecord(
-                    image_index=index,
-                    box=tuple(float(v) for v in frame_boxes[i]),
-                    score=float(frame_scores[i]),
-                    landmarks=Landmarks.from_tensor(frame_points[i].cpu()),
-                )
-            )
-    return result
+    to_full = torch.tensor([width / net_w, height / net_h], device=loc.device)
+    boxes = (boxes[keep] * to_full.repeat(2)).tolist()
+    points = (points[keep] * to_working * to_full).cpu()
+    faces = [
+        FaceRecord(index, tuple(box), score, Landmarks.from_tensor(five))
+        for index, box, score, five in zip(frame[keep].tolist(), boxes, scores[keep].tolist(), points)
+    ]
+    return FaceBatch(faces, [(height, width)] * batch)
+
+
+def _nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Indices kept by NMS within each group (frame), ordered by group, then by descending score."""
+    from torchvision.ops import batched_nms
+
+    keep = batched_nms(boxes, scores, groups, threshold)
+    return keep[torch.argsort(groups[keep], stable=True)]
+
+
+def _clipped_area(face: FaceRecord, height: int, width: int) -> float:
+    """Box area inside the frame (facexlib's ``get_largest_face`` measure)."""
+    x1, y1, x2, y2 = face.box
+    return max(0.0, min(x2, width) - max(x1, 0)) * max(0.0, min(y2, height) - max(y1, 0))
+
+
+def _eye_distance(face: FaceRecord) -> float:
+    (lx, ly), (rx, ry) = face.landmarks.left_eye, face.landmarks.right_eye
+    return math.hypot(rx - lx, ry - ly)
 
 
 def select_faces(
-    faces: FaceBatch, mode: str = "all", top_k: int = 1, min_size: float = 0, max_size: float = 0
+    faces: FaceBatch,
+    mode: str = "all",
+    top_k: int = 1,
+    min_size: float = 0,
+    max_size: float = 0,
+    min_eye_distance: float = 0,
 ) -> FaceBatch:
     """Keep faces by size limits, then per frame: all, the largest, the one closest to the centre, or top-k by score.
 
     Sizes are the longer side of the box in pixels; 0 means no limit.
+    ``min_eye_distance`` drops side or tiny faces as GFPGANer does (it uses 5 px).
     """
-    if mode not in ("all", "largest", "center", "top_k"):
-        raise ValueError(f"unknown face selection {mode!r}; use all, largest, center or top_k")
+    if mode not in SELECTION_MODES:
+        raise FaceInputError(f"unknown face selection {mode!r}; use one of {', '.join(SELECTION_MODES)}")
+    if mode == "top_k" and top_k < 1:
+        raise FaceInputError(f"top_k must be at least 1, got {top_k}")
+    if min_size < 0 or max_size < 0 or min_eye_distance < 0:
+        raise FaceInputError("face size limits must not be negative")
     kept: list[FaceRecord] = []
     for index, (height, width) in enumerate(faces.image_sizes):
-        frame = [faces.faces[i] for i in faces.faces_in_image(index)]
         frame = [
-            f for f in frame
-            if max(f.width, f.height) >= min_size and (not max_size or max(f.width, f.height) <= max_size)
+            f for f in (faces.faces[i] for i in faces.faces_in_image(index))
+            if max(f.width, f.height) >= min_size
+            and (not max_size or max(f.width, f.height) <= max_size)
+            and _eye_distance(f) >= min_eye_distance
         ]
         if mode == "largest":
-            frame = sorted(frame, key=lambda f: f.width * f.height, reverse=True)[:1]
+            frame = sorted(frame, key=lambda f: _clipped_area(f, height, width), reverse=True)[:1]
         elif mode == "center":
             def distance(f: FaceRecord) -> float:
-                return ((f.box[0] + f.box[2]) / 2 - width / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - height / 2) ** 2
+                return math.hypot((f.box[0] + f.box[2]) / 2 - width / 2, (f.box[1] + f.box[3]) / 2 - height / 2)
 
             frame = sorted(frame, key=distance)[:1]
         elif mode == "top_k":
-            frame = sorted(frame, key=lambda f: f.score, reverse=True)[: max(0, top_k)]
+            frame = sorted(frame, key=lambda f: f.score, reverse=True)[:top_k]
         kept.extend(frame)
     return FaceBatch(kept, list(faces.image_sizes), faces.crop_size)
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    overlap = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
-    return overlap / union if union > 0 else 0.0
+def _iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of ``[M,4]`` and ``[N,4]`` boxes."""
+    from torchvision.ops import box_iou
+
+    return box_iou(a, b) if len(a) and len(b) else torch.zeros(len(a), len(b), dtype=torch.float64)
 
 
 def smooth_landmarks(
@@ -212,27 +236,29 @@ def smooth_landmarks(
 ) -> FaceBatch:
     """Temporal smoothing for video batches: each face follows its match in the previous frame.
 
-    A face is matched to the previous frame's face with the highest box IoU (at
-    least ``min_iou``); its landmarks and box become an exponential moving average
-    ``strength * previous + (1 - strength) * current``. Unmatched faces start fresh.
-    ``previous`` are the smoothed faces of the frame just before this batch, so
-    consecutive batches of one video continue smoothly.
+    Faces are matched one-to-one to the previous frame's faces, highest box IoU
+    first (at least ``min_iou``); a matched face's landmarks and box become the
+    exponential moving average ``strength * previous + (1 - strength) * current``.
+    Unmatched faces start fresh. ``previous`` are the smoothed faces of the frame
+    just before this batch, so consecutive batches of one video continue smoothly.
     """
     if not 0.0 <= strength < 1.0:
-        raise ValueError(f"smoothing strength must lie in [0, 1), got {strength}")
+        raise FaceInputError(f"smoothing strength must lie in [0, 1), got {strength}")
     if strength == 0:
         return faces
     smoothed: list[FaceRecord] = []
     previous = list(previous or [])
     for index in range(len(faces.image_sizes)):
-        current = []
-        for face in (faces.faces[i] for i in faces.faces_in_image(index)):
-            match = max(previous, key=lambda p: _iou(p.box, face.box), default=None)
-            if match is not None and _iou(match.box, face.box) >= min_iou:
-                points = strength * match.landmarks.as_tensor(torch.float64) + (1 - strength) * face.landmarks.as_tensor(torch.float64)
-                box = tuple(strength * p + (1 - strength) * c for p, c in zip(match.box, face.box))
-                face = FaceRecord(face.image_index, box, face.score, Landmarks.from_tensor(points))
-            current.append(face)
+        current = [faces.faces[i] for i in faces.faces_in_image(index)]
+        iou = _iou_matrix(torch.tensor([p.box for p in previous], dtype=torch.float64).view(-1, 4),
+                          torch.tensor([c.box for c in current], dtype=torch.float64).view(-1, 4))
+        while iou.numel() and iou.max() >= min_iou:
+            p, c = divmod(int(iou.argmax()), iou.shape[1])
+            iou[p, :], iou[:, c] = -1, -1  # one-to-one
+            old, new = previous[p], current[c]
+            points = strength * old.landmarks.as_tensor(torch.float64) + (1 - strength) * new.landmarks.as_tensor(torch.float64)
+            box = tuple(strength * o + (1 - strength) * n for o, n in zip(old.box, new.box))
+            current[c] = FaceRecord(new.image_index, box, new.score, Landmarks.from_tensor(points))
         smoothed.extend(current)
         previous = current
     return FaceBatch(smoothed, list(faces.image_sizes), faces.crop_size)

@@ -1,20 +1,28 @@
-"""Real RetinaFace detection on the shared photos, selection, and bad detector files."""
+"""Real RetinaFace detection on the shared photos, parity with facexlib, selection, smoothing, bad inputs."""
 
 import re
+import subprocess
+import sys
+import textwrap
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from comfyui_gfpgan.face_pipeline.detect import (
     FaceModelError,
+    _nms,
     _priors,
     detect_faces,
     load_detector,
     select_faces,
+    smooth_landmarks,
     working_scale,
 )
+from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.faces import LANDMARK_NAMES, FaceBatch, FaceRecord, Landmarks
+from comfyui_gfpgan.face_pipeline.retinaface import RetinaFaceNet, backbone_from_keys
 
 
 def as_batch(rgb):
@@ -41,12 +49,30 @@ def detector(retinaface_weights):
     return load_detector(retinaface_weights)
 
 
-def assert_matches(face, box, points, scale=1.0, tolerance=2.0):
-    assert max(abs(a - b * scale) for a, b in zip(face.box, box)) <= tolerance, (face.box, box)
+@pytest.fixture(scope="module")
+def facexlib_detector(retinaface_weights):
+    """facexlib's own RetinaFace class with the same local weights (its download path never runs)."""
+    from facexlib.detection.retinaface import RetinaFace
+    from safetensors.torch import load_file
+
+    network = RetinaFace(network_name="mobile0.25", half=False, device="cpu")
+    network.load_state_dict(load_file(str(retinaface_weights)), strict=True)
+    return network.eval()
+
+
+def assert_matches(face, box, points, scale=1.0, offset=(0.0, 0.0), tolerance=2.0):
+    shift = torch.tensor(offset)
+    expected_box = torch.tensor(box) * scale + shift.repeat(2)
+    assert (torch.tensor(face.box) - expected_box).abs().max() <= tolerance, (face.box, expected_box)
     if points:
-        ours = face.landmarks.as_tensor()
         # the README lists eyes and mouth corners in image order, as LANDMARK_NAMES does
-        assert (ours - torch.tensor(points) * scale).abs().max() <= tolerance
+        expected = torch.tensor(points) * scale + shift
+        assert (face.landmarks.as_tensor() - expected).abs().max() <= tolerance, (face.landmarks, expected)
+
+
+def as_rows(faces):
+    """facexlib's detect_faces layout: x1 y1 x2 y2 score, then five (x, y) landmarks."""
+    return np.array([[*f.box, f.score, *f.landmarks.as_tensor().flatten().tolist()] for f in faces.faces]).reshape(-1, 15)
 
 
 def test_full_size_detection_matches_readme(detector, shared_dir, astronaut_rgb, grace_hopper_rgb):
@@ -54,8 +80,33 @@ def test_full_size_detection_matches_readme(detector, shared_dir, astronaut_rgb,
     for name, rgb in (("astronaut.png", astronaut_rgb), ("grace_hopper.jpg", grace_hopper_rgb)):
         faces = detect_faces(detector, as_batch(rgb), working_size=0)
         assert len(faces) == 1 and faces.faces[0].score > 0.99
-        assert faces.image_sizes == [rgb.shape[:2]]
+        assert faces.image_sizes == [rgb.shape[:2]] and faces.faces[0].affine is None
         assert_matches(faces.faces[0], *truth[name])
+
+
+@pytest.mark.parametrize("threshold", [0.97, 0.02])  # 0.02 keeps weak candidates, so NMS has work to do
+def test_detection_equals_facexlib(detector, facexlib_detector, astronaut_rgb, grace_hopper_rgb, threshold):
+    for rgb in (astronaut_rgb, grace_hopper_rgb):
+        with torch.no_grad():
+            expected = facexlib_detector.detect_faces(np.ascontiguousarray(rgb[:, :, ::-1]), threshold)
+        ours = as_rows(detect_faces(detector, as_batch(rgb), threshold=threshold, working_size=0))
+        assert ours.shape == expected.shape and len(ours) >= 1
+        np.testing.assert_allclose(ours, expected, atol=1e-3)
+
+
+def test_nms_matches_facexlib():
+    from facexlib.detection.retinaface_utils import py_cpu_nms
+
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 60, (300, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(4, 30, (300, 2))], axis=1).astype(np.float32)
+    scores = rng.uniform(0, 1, 300).astype(np.float32)
+    order = np.argsort(-scores)
+    boxes, scores = boxes[order], scores[order]
+    for threshold in (0.2, 0.4, 0.6):
+        expected = py_cpu_nms(np.hstack([boxes, scores[:, None]]), threshold)
+        ours = _nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.zeros(300, dtype=torch.long), threshold)
+        assert ours.tolist() == list(expected)
 
 
 def test_working_resolution_maps_back_to_full_size(detector, shared_dir, astronaut_rgb):
@@ -63,36 +114,75 @@ def test_working_resolution_maps_back_to_full_size(detector, shared_dir, astrona
     big = F.interpolate(as_batch(astronaut_rgb), scale_factor=2.5, mode="bicubic", align_corners=False).clamp(0, 1)
     assert working_scale(*big.shape[-2:], 640) == pytest.approx(640 / 1280)
     faces = detect_faces(detector, big, working_size=640)
-    assert len(faces) == 1
-    assert_matches(faces.faces[0], box, points, scale=2.5, tolerance=2.0 * 2.5)
+    assert len(faces) == 1 and faces.image_sizes == [(1280, 1280)]
+    assert_matches(faces.faces[0], box, points, scale=2.5, tolerance=2.0 * 2.5)  # 2 px of the original photo
+
+
+def test_working_resolution_equals_detecting_a_smaller_copy(detector, grace_hopper_rgb):
+    image = as_batch(grace_hopper_rgb)  # 600x512: short side 512 -> 256 is a factor of 2
+    small = F.interpolate(image, size=(300, 256), mode="bilinear", align_corners=False, antialias=True)
+    expected = detect_faces(detector, small, working_size=0).faces[0]
+    face = detect_faces(detector, image, working_size=256).faces[0]
+    assert face.box == pytest.approx([2 * v for v in expected.box], abs=1e-3)
+    assert torch.allclose(face.landmarks.as_tensor(), 2 * expected.landmarks.as_tensor(), atol=1e-3)
+    assert working_scale(100, 200, 640) == 1.0 and working_scale(100, 200, 0) == 1.0  # never enlarged
 
 
 def test_batch_detection_equals_single(detector, astronaut_rgb):
     single = detect_faces(detector, as_batch(astronaut_rgb))
     flipped = as_batch(astronaut_rgb).flip(-1)
-    batch = detect_faces(detector, torch.cat([as_batch(astronaut_rgb), flipped, torch.zeros_like(flipped)]))
-    assert [f.image_index for f in batch.faces] == [0, 1]
+    frames = torch.cat([as_batch(astronaut_rgb), flipped, torch.zeros_like(flipped), as_batch(astronaut_rgb)])
+    batch = detect_faces(detector, frames)
+    assert [f.image_index for f in batch.faces] == [0, 1, 3] and len(batch.image_sizes) == 4
     assert batch.faces[0].box == pytest.approx(single.faces[0].box, abs=1e-3)
+    assert batch.faces[2].box == pytest.approx(single.faces[0].box, abs=1e-3)
+    assert batch.faces[2].landmarks.as_tensor().allclose(single.faces[0].landmarks.as_tensor(), atol=1e-3)
     x1, _, x2, _ = single.faces[0].box
     assert batch.faces[1].box[0] == pytest.approx(512 - x2, abs=3) and batch.faces[1].box[2] == pytest.approx(512 - x1, abs=3)
 
 
 def test_no_faces_and_border_faces(detector, astronaut_rgb):
-    assert len(detect_faces(detector, torch.full((1, 3, 300, 400), 0.5))) == 0
+    empty = detect_faces(detector, torch.full((2, 3, 300, 400), 0.5))
+    assert len(empty) == 0 and empty.image_sizes == [(300, 400)] * 2
     cropped = as_batch(astronaut_rgb)[:, :, 40:, 150:]  # face close to the top-left corner
     faces = detect_faces(detector, cropped, threshold=0.9)
-    assert len(faces) == 1 and faces.faces[0].box[0] < 40
+    assert len(faces) == 1 and faces.faces[0].box[0] < 40 and faces.faces[0].box[1] < 40
 
 
-def test_huge_frame_detects_at_working_resolution(detector, astronaut_rgb):
-    frame = torch.zeros(1, 3, 4096, 4096)
-    frame[:, :, 1000:1512, 2000:2512] = as_batch(astronaut_rgb)
-    faces = detect_faces(detector, frame, working_size=2048)
-    assert len(faces) == 1
-    assert faces.faces[0].box[0] == pytest.approx(2000 + 178, abs=8)
+@pytest.mark.slow
+def test_4096_frame_detects_in_bounded_memory(retinaface_weights, shared_dir):
+    """Detection + alignment on a 4096x4096 frame, in a fresh process so its peak memory can be read."""
+    script = textwrap.dedent(
+        """
+        import resource, sys, cv2, torch, torch.nn.functional as F
+        from comfyui_gfpgan.face_pipeline.align import align_faces
+        from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector
+
+        detector = load_detector(sys.argv[1])
+        face = torch.from_numpy(cv2.imread(sys.argv[2])[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+        frame = torch.full((1, 3, 4096, 4096), 0.5)
+        frame[:, :, 1000:3048, 1500:3548] = F.interpolate(face, scale_factor=4, mode="bilinear").clamp(0, 1)
+        detect_faces(detector, frame[:, :, :64, :64])  # warm-up: allocator and kernels
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        faces, crops = align_faces(frame, detect_faces(detector, frame))
+        extra_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(len(faces), *faces.faces[0].landmarks.left_eye, tuple(crops.shape), extra_mib)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(retinaface_weights), str(shared_dir / "images" / "astronaut.png")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    count, eye_x, eye_y, *shape, extra_mib = result.stdout.split()
+    assert count == "1"
+    # README's left eye (204.8, 100.8), scaled by 4 and shifted; 2 px of the 640-px working image
+    assert abs(float(eye_x) - (1500 + 4 * 204.8)) < 2 * 6.4 and abs(float(eye_y) - (1000 + 4 * 100.8)) < 2 * 6.4
+    # the frame alone is 192 MiB; detection at 640 px and a crop need far less than another copy of it
+    assert float(extra_mib) < 150, extra_mib
 
 
-def test_priors_match_facexlib(retinaface_weights):
+def test_priors_match_facexlib():
     from facexlib.detection.retinaface import generate_config
     from facexlib.detection.retinaface_utils import PriorBox
 
@@ -101,39 +191,60 @@ def test_priors_match_facexlib(retinaface_weights):
         assert torch.allclose(_priors(*size), expected, atol=1e-6)
 
 
-def face(index, box, score=0.99):
+def face(index, box, score=0.99, eye_distance=None):
     x1, y1, x2, y2 = box
-    point = ((x1 + x2) / 2, (y1 + y2) / 2)
-    return FaceRecord(index, box, score, Landmarks(*[point] * len(LANDMARK_NAMES)))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = (x2 - x1) / 4 if eye_distance is None else eye_distance / 2
+    points = [(cx - half, cy), (cx + half, cy), (cx, cy), (cx - half, cy + 5), (cx + half, cy + 5)]
+    return FaceRecord(index, box, score, Landmarks(*points))
 
 
 def test_selection_modes():
     faces = FaceBatch(
-        [face(0, (0, 0, 50, 50), 0.98), face(0, (80, 80, 120, 120), 0.999), face(0, (150, 0, 300, 150), 0.97),
+        [face(0, (0, 0, 50, 50), 0.98), face(0, (80, 80, 120, 120), 0.999), face(0, (190, 0, 340, 150), 0.97),
          face(1, (10, 10, 20, 20), 0.99)],
         [(200, 200), (100, 100)],
     )
-    assert [f.box for f in select_faces(faces, "largest").faces] == [(150, 0, 300, 150), (10, 10, 20, 20)]
+    assert [f.box for f in select_faces(faces, "largest").faces] == [(0, 0, 50, 50), (10, 10, 20, 20)]  # clipped areas
     assert [f.box for f in select_faces(faces, "center").faces] == [(80, 80, 120, 120), (10, 10, 20, 20)]
     assert [f.score for f in select_faces(faces, "top_k", top_k=2).faces] == [0.999, 0.98, 0.99]
+    assert select_faces(faces).faces == faces.faces
     assert len(select_faces(faces, "all", min_size=45)) == 2
     assert [f.box for f in select_faces(faces, "all", min_size=45, max_size=100).faces] == [(0, 0, 50, 50)]
-    with pytest.raises(ValueError):
-        select_faces(faces, "biggest")
+    assert select_faces(faces, "largest", min_size=500).image_sizes == faces.image_sizes  # frames kept, faces gone
+    for bad in (dict(mode="biggest"), dict(mode="top_k", top_k=0), dict(min_size=-1)):
+        with pytest.raises(FaceInputError):
+            select_faces(faces, **bad)
 
 
-def test_foreign_detector_file_is_refused(tmp_path):
+def test_eye_distance_filter_as_gfpganer():
+    faces = FaceBatch([face(0, (0, 0, 60, 60), eye_distance=4), face(0, (100, 0, 160, 60), eye_distance=25)], [(200, 200)])
+    assert [f.box for f in select_faces(faces, min_eye_distance=5).faces] == [(100, 0, 160, 60)]
+
+
+def test_bad_detector_files_are_refused(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "not_a_detector.safetensors"
     save_file({"conv.weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(FaceModelError, match="not a RetinaFace"):
         load_detector(path)
+    with pytest.raises(FaceModelError, match="no such file"):
+        load_detector(tmp_path / "absent.pth")
+    truncated = tmp_path / "truncated.safetensors"
+    save_file({"body.stage1.0.0.weight": torch.zeros(8, 3, 3, 3)}, str(truncated))
+    with pytest.raises(FaceModelError, match="do not fit"):
+        load_detector(truncated)
+
+
+def test_bad_images_are_refused(detector):
+    for images in (torch.rand(3, 64, 64), torch.rand(1, 4, 64, 64), torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+                   torch.rand(0, 3, 64, 64)):
+        with pytest.raises(FaceInputError):
+            detect_faces(detector, images)
 
 
 def test_landmark_smoothing_reduces_jitter():
-    from comfyui_gfpgan.face_pipeline.detect import smooth_landmarks
-
     rng = torch.Generator().manual_seed(0)
     frames = 12
     jitter = torch.randn(frames, 2, generator=rng) * 3
@@ -146,21 +257,62 @@ def test_landmark_smoothing_reduces_jitter():
         return torch.tensor([f.landmarks.nose for f in batch.faces]).diff(dim=0).abs().mean()
 
     assert spread(smoothed) < spread(faces) / 2
+    assert smoothed.faces[0] == faces.faces[0]  # nothing before the first frame
     assert smooth_landmarks(faces, 0.0) is faces
+    with pytest.raises(FaceInputError):
+        smooth_landmarks(faces, 1.0)
     far = FaceBatch([face(0, (0, 0, 50, 50)), face(1, (300, 300, 350, 350))], [(400, 400)] * 2)
     assert smooth_landmarks(far, 0.9).faces[1].box == (300, 300, 350, 350)  # no match: not dragged
+    # continuing from a previous chunk's last frame
+    continued = smooth_landmarks(FaceBatch([face(0, (10, 0, 60, 50))], [(400, 400)]), 0.5, previous=[far.faces[0]])
+    assert continued.faces[0].box == (5, 0, 55, 50)
+
+
+def test_smoothing_matches_faces_one_to_one():
+    # two faces side by side; in the next frame both moved a little: each must follow its own track
+    first = [face(0, (0, 0, 100, 100)), face(0, (60, 0, 160, 100))]
+    second = [face(1, (62, 0, 162, 100)), face(1, (2, 0, 102, 100))]
+    smoothed = smooth_landmarks(FaceBatch(first + second, [(200, 200)] * 2), 0.5)
+    assert smoothed.faces[2].box == (61, 0, 161, 100) and smoothed.faces[3].box == (1, 0, 101, 100)
+
+
+def test_network_layout_equals_facexlib(retinaface_weights):
+    from facexlib.detection.retinaface import RetinaFace
+    from safetensors.torch import load_file
+
+    state_dict = load_file(str(retinaface_weights))
+    assert backbone_from_keys(state_dict) == "mobilenet0.25" and backbone_from_keys({"x": 0}) is None
+    ours, theirs = RetinaFaceNet("mobilenet0.25").eval(), RetinaFace("mobile0.25", device="cpu").eval()
+    ours.load_state_dict(state_dict, strict=True)
+    theirs.load_state_dict(state_dict, strict=True)
+    x = torch.randn(2, 3, 64, 96) * 60
+    with torch.no_grad():
+        (loc, scores, landmarks), (loc_ref, conf_ref, landmarks_ref) = ours(x), theirs(x)
+    assert torch.equal(loc, loc_ref) and torch.equal(scores, conf_ref[..., 1]) and torch.equal(landmarks, landmarks_ref)
+    with pytest.warns(UserWarning):  # facexlib's ResNet-50 uses torchvision's deprecated pretrained=False
+        resnet_reference = RetinaFace("resnet50", device="cpu")
+    reference_shapes = {k: v.shape for k, v in resnet_reference.state_dict().items()}
+    assert {k: v.shape for k, v in RetinaFaceNet("resnet50").state_dict().items()} == reference_shapes
 
 
 def test_resnet50_detector_builds_from_its_keys(tmp_path):
     """No trained ResNet-50 weights offline: a seeded one checks the backbone detection and the full path."""
-    from comfyui_gfpgan.face_pipeline.detect import _build_retinaface
-
     torch.manual_seed(0)
-    network = _build_retinaface("resnet50", torch.device("cpu"))
+    network = RetinaFaceNet("resnet50")
     path = tmp_path / "detection_Resnet50_Final.pth"
     torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, path)  # DataParallel-style keys
     detector = load_detector(path)
-    assert detector.backbone == "resnet50"
+    assert detector.backbone == "resnet50" and detector.device == torch.device("cpu")
     faces = detect_faces(detector, torch.rand(2, 3, 96, 128), threshold=0.0)
-    assert faces.image_sizes == [(96, 128)] * 2
+    assert faces.image_sizes == [(96, 128)] * 2 and len(faces) > 0
     assert all(0 <= f.score <= 1 for f in faces.faces)
+    assert [f.image_index for f in faces.faces] == sorted(f.image_index for f in faces.faces)
+
+
+def test_bfloat16_detector_finds_the_same_face(retinaface_weights, astronaut_rgb):
+    detector = load_detector(retinaface_weights)
+    detector.network.to(torch.bfloat16)
+    faces = detect_faces(detector, as_batch(astronaut_rgb))
+    reference = detect_faces(load_detector(retinaface_weights), as_batch(astronaut_rgb))
+    assert len(faces) == 1 and torch.allclose(faces.faces[0].landmarks.as_tensor(),
+                                              reference.faces[0].landmarks.as_tensor(), atol=3)

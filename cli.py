@@ -34,34 +34,39 @@ def _collect_inputs(inputs: list[str]) -> list[Path]:
 
 
 def _read_image(path: Path):
-    """HxWxC float32 RGB(A), or HxWx1 gray, in 0..1; None if unreadable."""
+    """``(HxWxC float32 in 0..1, bit depth)``: RGB(A) or HxWx1 gray; None if unreadable.
+
+    JPEGs are turned upright by their EXIF orientation, as viewers show them
+    (the output is written without EXIF); other formats keep an alpha channel.
+    """
     import cv2
     import numpy as np
 
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None or data.size == 0:
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if jpeg else cv2.IMREAD_UNCHANGED
+    data = cv2.imread(str(path), flags)
+    if data is None or data.size == 0 or data.dtype not in (np.uint8, np.uint16):
         return None
-    if data.dtype == np.uint16:
-        scale = 65535.0
-    elif data.dtype == np.uint8:
-        scale = 255.0
-    else:
-        return None
-    data = data.astype(np.float32) / scale
+    depth = 16 if data.dtype == np.uint16 else 8
+    data = data.astype(np.float32) / (2**depth - 1)
     if data.ndim == 2:
-        return data[:, :, None]
+        return data[:, :, None], depth
     if data.shape[2] == 3:
-        return data[:, :, ::-1].copy()
+        return data[:, :, ::-1].copy(), depth
     if data.shape[2] == 4:
-        return data[:, :, [2, 1, 0, 3]].copy()
+        return data[:, :, [2, 1, 0, 3]].copy(), depth
     return None
 
 
-def _write_image(path: Path, image) -> None:
+def _write_image(path: Path, image, depth: int = 8) -> None:
+    """Write HxWxC RGB(A)/gray in 0..1 at 8 or 16 bits (16 only where the format has it)."""
     import cv2
     import numpy as np
 
-    data = (image.clip(0, 1) * 255).round().astype(np.uint8)
+    if depth == 16 and path.suffix.lower() in (".png", ".tif", ".tiff"):
+        data = (image.clip(0, 1) * 65535).round().astype(np.uint16)
+    else:
+        data = (image.clip(0, 1) * 255).round().astype(np.uint8)
     if data.shape[2] == 3:
         data = data[:, :, ::-1]
     elif data.shape[2] == 4:
@@ -91,38 +96,49 @@ def cmd_restore(args: argparse.Namespace) -> int:
     files = _collect_inputs(args.inputs)
     if not files:
         raise UserError("no input images found")
+    if not args.aligned and not args.detector:
+        raise UserError("--detector is required (or use --aligned for pre-aligned 512x512 face crops)")
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
-    detector = None if args.aligned else load_detector(args.detector or _required("--detector"), device=device)
+    detector = None if args.aligned else load_detector(args.detector, device=device)
     parser = None
     if args.parser:
         from .face_pipeline.parse import load_parser
 
         parser = load_parser(args.parser, device=device)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
     settings = dict(
         detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
-                              min_face_size=args.min_face, working_size=args.working_size),
+                              min_face_size=args.min_face, max_face_size=args.max_face,
+                              working_size=args.working_size),
         restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
         paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
     )
-    failures = 0
+    counts = dict(restored=0, unchanged=0, skipped=0, unreadable=0)
+    written: set[Path] = set()
     for number, path in enumerate(files, 1):
         target = out_dir / path.name  # same stem and format as the input
         _progress(number - 1, len(files), "restoring")
+        if target in written:
+            print(f"\nskipped {path}: an earlier input already wrote {target}", file=sys.stderr)
+            counts["skipped"] += 1
+            continue
         if target.exists() and not args.overwrite:
             print(f"\nskipped {path}: {target} exists (use --overwrite)", file=sys.stderr)
+            counts["skipped"] += 1
             continue
-        image = _read_image(path)
-        if image is None:
+        read = _read_image(path)
+        if read is None:
             print(f"\nskipped {path}: not a readable image", file=sys.stderr)
-            failures += 1
+            counts["unreadable"] += 1
             continue
+        image, depth = read
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+        written.add(target)
         if args.aligned:
             rgb = tensor[:, :3] if tensor.shape[1] >= 3 else tensor.expand(-1, 3, -1, -1)
             size = model.network.out_size
@@ -130,21 +146,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
             result = restore_crops(model.network, rgb, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
                                    blend=args.blend)
-            _write_image(target, result[0].permute(1, 2, 0).numpy())
+            _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
+            counts["restored"] += 1
             continue
         result = restore_faces_in_images(tensor, model.network, detector, parser, **settings)
         if not result.faces.faces:
-            shutil.copyfile(path, target)
+            if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
+                shutil.copyfile(path, target)
             print(f"\n{path}: no face found, written unchanged", file=sys.stderr)
+            counts["unchanged"] += 1
             continue
-        _write_image(target, result.images[0].permute(1, 2, 0).numpy())
+        _write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
+        counts["restored"] += 1
     _progress(len(files), len(files), "restoring")
-    print(f"wrote results to {out_dir}")
-    return 1 if failures == len(files) else 0
-
-
-def _required(flag: str):
-    raise UserError(f"{flag} is required (or use --aligned for pre-aligned crops)")
+    summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
+    print(f"{out_dir}: {summary}")
+    return 1 if counts["unreadable"] else 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -245,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--select", choices=("all", "largest", "center", "top_k"), default="all")
     restore.add_argument("--top-k", type=int, default=1)
     restore.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this (pixels)")
+    restore.add_argument("--max-face", type=int, default=0, help="ignore faces larger than this (pixels; 0 = no limit)")
     restore.add_argument("--working-size", type=int, default=640, help="detection short side (0 = full size)")
     restore.add_argument("--color-correction", action="store_true")
     restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
@@ -287,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (UserError, ModelLoadError, FaceModelError, ValueError) as error:
+    except (UserError, ModelLoadError, FaceModelError, ValueError, OSError) as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -22,13 +22,14 @@ def test_restore_folder_keeps_names_and_passes_faceless_images(tmp_path, shared_
     (inputs / "notes.png").write_text("not an image")
     out = tmp_path / "out"
     code = main(["restore", str(inputs), "-o", str(out), "--model", model, "--detector", str(retinaface_weights)])
-    assert code == 0
+    assert code == 1  # an unreadable input is reported, skipped, and makes the exit status non-zero
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "blank.png"]
     assert (out / "blank.png").read_bytes() == (inputs / "blank.png").read_bytes()
     restored = cv2.imread(str(out / "astronaut.png"))
     assert restored.shape == (512, 512, 3) and not np.array_equal(restored, cv2.imread(str(inputs / "astronaut.png")))
-    err = capsys.readouterr().err
-    assert "notes.png: not a readable image" in err and "blank.png: no face found" in err
+    captured = capsys.readouterr()
+    assert "notes.png: not a readable image" in captured.err and "blank.png: no face found" in captured.err
+    assert "1 restored, 1 unchanged, 1 unreadable" in captured.out
     # nothing is overwritten without --overwrite
     before = (out / "astronaut.png").stat().st_mtime_ns
     main(["restore", str(inputs / "astronaut.png"), "-o", str(out), "--model", model, "--detector", str(retinaface_weights)])
@@ -94,3 +95,62 @@ def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, ret
     assert main(args + ["--download"]) == 2
     assert requested == ["https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth"]
     assert str(model) in capsys.readouterr().err and not model.exists()
+
+
+def test_image_io_keeps_depth_alpha_gray_and_turns_jpegs_upright(tmp_path):
+    from PIL import Image
+
+    from comfyui_gfpgan.cli import _read_image, _write_image
+
+    rng = np.random.default_rng(0)
+    deep = rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    image, depth = _read_image(tmp_path / "deep.png")
+    assert depth == 16 and image.shape == (20, 30, 3)
+    _write_image(tmp_path / "deep_out.png", image, depth)
+    assert np.array_equal(cv2.imread(str(tmp_path / "deep_out.png"), cv2.IMREAD_UNCHANGED), deep)
+
+    rgba = rng.integers(0, 255, (20, 30, 4), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "alpha.png"), rgba)
+    image, depth = _read_image(tmp_path / "alpha.png")
+    assert depth == 8 and image.shape == (20, 30, 4)
+    assert np.allclose(image[:, :, 3], rgba[:, :, 3] / 255) and np.allclose(image[:, :, 0], rgba[:, :, 2] / 255)
+    _write_image(tmp_path / "alpha_out.png", image)
+    assert np.array_equal(cv2.imread(str(tmp_path / "alpha_out.png"), cv2.IMREAD_UNCHANGED), rgba)
+
+    cv2.imwrite(str(tmp_path / "gray.png"), rgba[:, :, 0])
+    assert _read_image(tmp_path / "gray.png")[0].shape == (20, 30, 1)
+
+    # a phone photo stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
+    assert _read_image(tmp_path / "phone.jpg")[0].shape == (30, 20, 3)
+
+
+def test_same_names_and_in_place_runs(tmp_path, retinaface_weights, model, capsys):
+    blank = np.full((64, 80, 3), 90, np.uint8)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "frame.png"), blank)
+    common = ["--model", model, "--detector", str(retinaface_weights)]
+    assert main(["restore", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"), *common]) == 0
+    captured = capsys.readouterr()
+    assert "an earlier input already wrote" in captured.err and "1 unchanged, 1 skipped" in captured.out
+    # restoring a folder into itself: faceless images stay as they are, no error
+    before = (tmp_path / "a" / "frame.png").read_bytes()
+    assert main(["restore", str(tmp_path / "a"), "-o", str(tmp_path / "a"), "--overwrite", *common]) == 0
+    assert (tmp_path / "a" / "frame.png").read_bytes() == before
+
+
+def test_user_errors_are_one_line(tmp_path, retinaface_weights, model, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the output folder should go")
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(blocked / "out"), "--model", model,
+                 "--detector", str(retinaface_weights)]) == 2
+    assert main(["restore", str(tmp_path / "nothing_here"), "-o", str(tmp_path / "o"), "--model", model,
+                 "--detector", str(retinaface_weights)]) == 2
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "--model", model]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no input images found" in err and "--detector is required" in err

@@ -38,12 +38,23 @@ def make_face_helper(retinaface_path, parser_network=None, upscale: int = 1):
     return helper
 
 
-def gfpganer_enhance(helper, network, bgr: np.ndarray, use_reference_forward: bool = True) -> tuple[np.ndarray, int]:
+def gfpganer_enhance(
+    helper,
+    network,
+    bgr: np.ndarray,
+    use_reference_forward: bool = True,
+    upsample_img: np.ndarray | None = None,
+    pixel_centres: bool = False,
+) -> tuple[np.ndarray, int]:
     """GFPGANer.enhance(has_aligned=False, paste_back=True, weight=1) on a uint8 BGR image.
 
     ``network`` is called as the official GFPGAN module (``network(x, return_rgb=False,
     randomize_noise=False)[0]``) when ``use_reference_forward``, else as ours.
-    Returns the restored BGR image and the number of faces.
+    ``upsample_img`` is the upscaled background GFPGANer's bg_upsampler would give
+    (the helper's ``upscale`` times the input's size). When upscaling, facexlib shifts
+    the pasted faces by ``0.5 * upscale`` pixels where the pixel-centre mapping is
+    ``0.5 * upscale - 0.5``; ``pixel_centres`` removes that extra half pixel. Returns
+    the restored BGR image and the number of faces.
     """
     helper.clean_all()
     helper.det_faces = []
@@ -59,5 +70,8 @@ def gfpganer_enhance(helper, network, bgr: np.ndarray, use_reference_forward: bo
         out = ((out + 1) / 2).permute(1, 2, 0).numpy()[:, :, ::-1]
         helper.add_restored_face((out * 255.0).round().astype(np.uint8))
     helper.get_inverse_affine(None)
-    restored = helper.paste_faces_to_input_image(upsample_img=None)
+    if pixel_centres and helper.upscale_factor > 1:
+        for inverse_affine in helper.inverse_affine_matrices:
+            inverse_affine[:, 2] -= 0.5
+    restored = helper.paste_faces_to_input_image(upsample_img=upsample_img)
     return restored, len(helper.cropped_faces)

@@ -69,6 +69,48 @@ def test_matches_gfpganer_algorithm(
     assert not torch.allclose(ours.images, to_batch(rgb))  # the faces did change
 
 
+@pytest.mark.slow
+def test_matches_gfpganer_on_a_multi_face_frame(
+    astronaut_rgb, grace_hopper_rgb, retinaface_weights, detector, official_clean_network, official_reference_network
+):
+    from gfpganer_reference import gfpganer_enhance, make_face_helper
+
+    canvas = np.full((700, 1200, 3), 128, np.uint8)
+    canvas[:512, :512] = astronaut_rgb
+    canvas[100:700, 600:1112] = grace_hopper_rgb
+    helper = make_face_helper(retinaface_weights)
+    reference, reference_faces = gfpganer_enhance(helper, official_reference_network, np.ascontiguousarray(canvas[:, :, ::-1]))
+    ours = restore_faces_in_images(to_batch(canvas), official_clean_network, detector, detect=DetectSettings(working_size=0))
+    assert len(ours.faces) == reference_faces == 2
+    ours_boxes = sorted(face.box for face in ours.faces.faces)
+    reference_boxes = sorted(tuple(float(v) for v in row[:4]) for row in helper.det_faces)
+    assert np.abs(np.array(ours_boxes) - np.array(reference_boxes)).max() < 2
+    reference_rgb = to_batch(np.ascontiguousarray(reference[:, :, ::-1]))
+    assert psnr(ours.images, reference_rgb, ours.masks[0] > 0.5) >= 35
+
+
+@pytest.mark.slow
+def test_matches_gfpganer_pasting_into_an_upscaled_frame(
+    astronaut_rgb, retinaface_weights, detector, official_clean_network, official_reference_network
+):
+    import cv2
+
+    from gfpganer_reference import gfpganer_enhance, make_face_helper
+
+    big = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # the "background upsampler"
+    ours = restore_faces_in_images(to_batch(astronaut_rgb), official_clean_network, detector,
+                                   detect=DetectSettings(working_size=0), targets=to_batch(big))
+    assert ours.images.shape == (1, 3, 1024, 1024) and len(ours.faces) == 1
+    face_region = ours.masks[0] > 0.5
+    for pixel_centres, bound in ((True, 35), (False, 30)):  # facexlib pastes half a pixel off when upscaling
+        reference, _ = gfpganer_enhance(
+            make_face_helper(retinaface_weights, upscale=2), official_reference_network,
+            np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), upsample_img=np.ascontiguousarray(big[:, :, ::-1]),
+            pixel_centres=pixel_centres,
+        )
+        assert psnr(ours.images, to_batch(np.ascontiguousarray(reference[:, :, ::-1])), face_region) >= bound
+
+
 def test_identity_restorer_reproduces_the_photo(grace_hopper_rgb, detector):
     image = to_batch(grace_hopper_rgb)
     result = restore_faces_in_images(image, Identity(), detector)

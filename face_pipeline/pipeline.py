@@ -55,8 +55,8 @@ class PipelineResult:
     images: torch.Tensor  # [B,C,H',W'] 0..1, CPU
     masks: torch.Tensor  # [B,H',W'] union of the face blend masks
     faces: FaceBatch
-    crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU
-    restored: torch.Tensor  # [N,3,S,S] restored crops, CPU
+    crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU ([0,3,S,S] unless keep_crops)
+    restored: torch.Tensor  # [N,3,S,S] restored crops, CPU ([0,3,S,S] unless keep_crops)
     frames_with_faces: list[int] = field(default_factory=list)
 
 
@@ -89,6 +89,7 @@ def restore_faces_in_images(
     paste: PasteSettings = PasteSettings(),
     targets: torch.Tensor | None = None,
     frames_per_chunk: int = 16,
+    keep_crops: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PipelineResult:
     """Find, restore and paste back every face in ``images`` (``[B,C,H,W]`` 0..1, C = 1, 3 or 4).
@@ -96,6 +97,8 @@ def restore_faces_in_images(
     ``targets`` (same batch and channels, any size) receive the faces instead of
     ``images``, e.g. an upscaled copy. Frames without faces come back unchanged
     (bit-exact). ``frames_per_chunk`` frames are on the device at a time.
+    ``keep_crops=False`` leaves the crops out of the result: they cost ~6 MB per
+    512 face, which adds up over a long video.
     ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
     after each network chunk (``done`` may repeat); it may raise to cancel.
     Results are on the CPU.
@@ -150,17 +153,19 @@ def restore_faces_in_images(
         out_masks[start:end] = masks
         for face in faces.faces:
             all_faces.append(replace(face, image_index=face.image_index + start))
-        all_crops.append(crops.cpu())
-        all_restored.append(restored.cpu())
+        if keep_crops:
+            all_crops.append(crops.cpu())
+            all_restored.append(restored.cpu())
         if on_progress is not None:
             on_progress(end, total)
 
     faces = FaceBatch(all_faces, [tuple(images.shape[-2:])] * total, crop_size)
+    no_crops = torch.zeros(0, 3, crop_size, crop_size)
     return PipelineResult(
         images=out_images,
         masks=out_masks,
         faces=faces,
-        crops=torch.cat(all_crops),
-        restored=torch.cat(all_restored),
+        crops=torch.cat(all_crops) if all_crops else no_crops,
+        restored=torch.cat(all_restored) if all_restored else no_crops,
         frames_with_faces=sorted({f.image_index for f in all_faces}),
     )

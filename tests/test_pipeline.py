@@ -143,6 +143,10 @@ def test_no_faces_and_mixed_batch(astronaut_rgb, detector):
     assert torch.equal(result.images[1], blank[0])
     assert not torch.equal(result.images[0], batch[0]) and not torch.equal(result.images[2], batch[2])
     assert result.masks[1].max() == 0 and result.frames_with_faces == [0, 2]
+    assert result.crops.shape == result.restored.shape == (2, 3, 512, 512)
+    lean = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2, keep_crops=False)
+    assert torch.equal(lean.images, result.images) and torch.equal(lean.masks, result.masks)
+    assert lean.crops.shape == lean.restored.shape == (0, 3, 512, 512) and len(lean.faces) == 2
 
 
 def test_multi_face_composite(astronaut_rgb, grace_hopper_rgb, detector):

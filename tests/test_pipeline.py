@@ -270,3 +270,24 @@ def test_seeded_noise_does_not_depend_on_frame_chunks(astronaut_rgb, detector):
     assert torch.allclose(whole.images, one_by_one.images, atol=1e-4)
     # each face draws its own noise: the same face in both frames comes out differently
     assert (whole.restored[0] - whole.restored[1]).abs().max() > 1e-2
+
+
+def test_progress_reports_and_cancels(astronaut_rgb, detector):
+    frames = torch.cat([to_batch(astronaut_rgb)] * 3)
+    calls = []
+    restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=2,
+                            on_progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (3, 3) and all(total == 3 for _, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls) and (2, 3) in calls
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_first_chunk(done, total):
+        if done >= 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=2, on_progress=cancel_after_first_chunk)
+    with pytest.raises(ValueError, match="frames_per_chunk"):
+        restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=0)

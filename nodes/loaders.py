@@ -97,13 +97,14 @@ class LoadFaceParser(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="GFPGANFaceParserLoader",
-            display_name="Load Face Parser (ParseNet)",
+            display_name="Load Face Parser (ParseNet / BiSeNet)",
             category=CATEGORY,
-            description="Loads ParseNet face-parsing weights (parsing_parsenet.pth) from models/facedetection or "
-            "models/facexlib, for blend masks that follow the face outline.",
+            description="Loads facexlib face-parsing weights (parsing_parsenet.pth or parsing_bisenet.pth; the network "
+            "is told from the file) from models/facedetection or models/facexlib, for blend masks that follow the "
+            "face outline.",
             inputs=[
                 io.Combo.Input("parser_name", options=weight_files(DETECTION_FOLDER),
-                               tooltip="ParseNet weights, parsing_parsenet.pth"),
+                               tooltip="Face-parsing weights: parsing_parsenet.pth (as GFPGANer) or parsing_bisenet.pth"),
             ],
             outputs=[FaceParser.Output(display_name="face_parser", tooltip="The loaded face parser")],
         )

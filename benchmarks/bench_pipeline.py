@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,22 +195,25 @@ def main() -> None:
 
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     bf16 = args.device.startswith("cuda") or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    outputs = Path(tempfile.mkdtemp(prefix="gfpgan_bench_"))
+    fp32_file, bf16_file = str(outputs / "fp32.pt"), str(outputs / "bf16.pt")
     for case in args.cases:
         h, w, per_frame, frames = CASES[case]
         print(f"\n== {case}: {frames} frame(s) of {w}x{h}, {per_frame} face(s) each")
         runs = {"reference": child(case, "reference", args.device)}
         if not args.no_parse_baseline:
             runs["reference+parse"] = child(case, "reference+parse", args.device)
-        runs["ours fp32"] = child(case, "ours", args.device, "float32", "/tmp/bench_fp32.pt")
+        runs["ours fp32"] = child(case, "ours", args.device, "float32", fp32_file)
         if bf16:
-            runs["ours bf16"] = child(case, "ours", args.device, "bfloat16", "/tmp/bench_bf16.pt")
+            runs["ours bf16"] = child(case, "ours", args.device, "bfloat16", bf16_file)
         base = runs["reference"]
         for name, run in runs.items():
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in run["stages"].items())
             print(f"{name:16s} faces {run['faces']:3d}  total {run['total']:7.2f}s  ratio {run['total'] / base['total']:.2f}x  "
                   f"faces/s {run['faces'] / run['total']:6.2f}  peak {run['peak_bytes'] / 2**30:5.2f} GiB  [{stages}]")
         if bf16:
-            print(f"bf16 vs fp32 output PSNR: {psnr(torch.load('/tmp/bench_fp32.pt'), torch.load('/tmp/bench_bf16.pt')):.1f} dB")
+            fp32, bf16_out = (torch.load(f, weights_only=True) for f in (fp32_file, bf16_file))
+            print(f"bf16 vs fp32 output PSNR: {psnr(fp32, bf16_out):.1f} dB")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,16 @@ from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord, Landmarks
 from .parse import load_parser, parse_face_masks
 from .paste import paste_faces
-from .pipeline import DetectSettings, PasteSettings, PipelineResult, RestoreSettings, restore_faces_in_images
+from .pipeline import (
+    DetectSettings,
+    PasteSettings,
+    PipelineResult,
+    RestoreSettings,
+    as_rgb,
+    find_faces,
+    find_faces_in_frames,
+    restore_faces_in_images,
+)
 from .restore import restore_crops
 
 __all__ = [
@@ -24,7 +33,10 @@ __all__ = [
     "PipelineResult",
     "RestoreSettings",
     "align_faces",
+    "as_rgb",
     "detect_faces",
+    "find_faces",
+    "find_faces_in_frames",
     "load_detector",
     "load_parser",
     "paste_faces",

@@ -17,7 +17,7 @@ from torch import nn
 from .align import align_faces
 from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
 from .errors import FaceInputError
-from .faces import FaceBatch
+from .faces import FaceBatch, FaceRecord
 from .paste import paste_faces
 from .restore import restore_crops
 
@@ -74,8 +74,54 @@ def validate_images(images: torch.Tensor, name: str = "images") -> None:
         raise FaceInputError(f"{name} contain NaN or infinite values")
 
 
-def _as_rgb(frames: torch.Tensor) -> torch.Tensor:
+def as_rgb(frames: torch.Tensor) -> torch.Tensor:
+    """The RGB view of ``[B,C,H,W]`` frames: gray repeated, alpha left out (no copy)."""
     return frames.expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames[:, :3]
+
+
+def find_faces(
+    rgb: torch.Tensor,
+    detector: RetinaFaceDetector,
+    settings: DetectSettings,
+    crop_size: int = 512,
+    previous: list[FaceRecord] | None = None,
+) -> tuple[FaceBatch, torch.Tensor, list[FaceRecord]]:
+    """Detect, select, smooth and align the faces of one chunk of ``[B,3,H,W]`` frames.
+
+    Returns the aligned faces, their ``[N,3,S,S]`` crops, and the faces of the
+    chunk's last frame, to pass as ``previous`` to the next chunk of the same
+    video so landmark smoothing carries on across chunks.
+    """
+    faces = detect_faces(detector, rgb, threshold=settings.threshold, working_size=settings.working_size)
+    faces = select_faces(faces, settings.selection, settings.top_k, settings.min_face_size, settings.max_face_size)
+    if settings.smoothing > 0:
+        faces = smooth_landmarks(faces, settings.smoothing, previous=previous)
+    faces, crops = align_faces(rgb, faces, crop_size)
+    last_frame = [faces.faces[i] for i in faces.faces_in_image(len(faces.image_sizes) - 1)]
+    return faces, crops, last_frame
+
+
+def find_faces_in_frames(
+    images: torch.Tensor,
+    detector: RetinaFaceDetector,
+    settings: DetectSettings,
+    crop_size: int = 512,
+    frames_per_chunk: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[FaceBatch, torch.Tensor]:
+    """``find_faces`` over a whole batch (``[B,C,H,W]``, any device), ``frames_per_chunk`` frames on the
+    detector's device at a time; crops come back on the CPU."""
+    validate_images(images)
+    total = images.shape[0]
+    found, crops, previous = [], [], []
+    for start in range(0, total, frames_per_chunk):
+        rgb = as_rgb(images[start : start + frames_per_chunk]).to(detector.device, torch.float32)
+        faces, chunk_crops, previous = find_faces(rgb, detector, settings, crop_size, previous)
+        found += [replace(face, image_index=face.image_index + start) for face in faces.faces]
+        crops.append(chunk_crops.cpu())
+        if on_progress is not None:
+            on_progress(min(total, start + frames_per_chunk), total)
+    return FaceBatch(found, [tuple(images.shape[-2:])] * total, crop_size), torch.cat(crops)
 
 
 def restore_faces_in_images(
@@ -119,17 +165,10 @@ def restore_faces_in_images(
     out_images = torch.empty(source.shape, dtype=source.dtype)
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
-    last_frame_faces: list = []  # smoothed faces of the previous chunk's last frame
+    last_frame_faces: list[FaceRecord] = []  # the previous chunk's last frame, for landmark smoothing
     for start in range(0, total, frames_per_chunk):
         frames = images[start : start + frames_per_chunk].to(device, torch.float32)
-        rgb = _as_rgb(frames)
-        faces = detect_faces(detector, rgb, threshold=detect.threshold, working_size=detect.working_size)
-        faces = select_faces(faces, detect.selection, detect.top_k, detect.min_face_size, detect.max_face_size)
-        if detect.smoothing > 0:
-            faces = smooth_landmarks(faces, detect.smoothing, previous=last_frame_faces)
-            last_frame = len(faces.image_sizes) - 1
-            last_frame_faces = [faces.faces[i] for i in faces.faces_in_image(last_frame)]
-        faces, crops = align_faces(rgb, faces, crop_size)
+        faces, crops, last_frame_faces = find_faces(as_rgb(frames), detector, detect, crop_size, last_frame_faces)
         restored = restore_crops(
             network, crops, fidelity=restore.fidelity, noise=restore.noise,
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import torch
 from comfy_api.v0_0_2 import io
 
-from ..face_pipeline.align import align_faces
-from ..face_pipeline.detect import detect_faces, select_faces, smooth_landmarks
-from ..face_pipeline.faces import FaceBatch
+from ..face_pipeline.detect import SELECTION_MODES
 from ..face_pipeline.parse import parse_face_masks
-from ..face_pipeline.paste import paste_faces
+from ..face_pipeline.paste import MASK_MODES, paste_faces
+from ..face_pipeline.pipeline import DetectSettings, as_rgb, find_faces_in_frames
 from ..face_pipeline.preview import draw_faces
-from ..face_pipeline.restore import restore_crops
+from ..face_pipeline.restore import NOISE_MODES, restore_crops
 from .common import CATEGORY, face_chunk_size, on_compute_device, progress_callback, to_bchw, to_bhwc
 from .loaders import FaceDetector, FaceParser, GFPGANModel
 
 Faces = io.Custom("FACES")
 
-SELECTIONS = ["all", "largest", "center", "top_k"]
-NOISE_MODES = ["fixed", "seeded"]
-MASK_TYPES = ["feathered", "parsing"]
 
 
 def detection_inputs() -> list:
@@ -29,7 +22,7 @@ def detection_inputs() -> list:
     return [
         io.Float.Input("threshold", default=0.97, min=0.05, max=1.0, step=0.01,
                        tooltip="Minimum detection confidence (GFPGANer uses 0.97)"),
-        io.Combo.Input("selection", options=SELECTIONS, default="all",
+        io.Combo.Input("selection", options=list(SELECTION_MODES), default="all",
                        tooltip="Which faces to restore per image: all, the largest, the one nearest the centre, "
                        "or the top-k by confidence"),
         io.Int.Input("top_k", default=1, min=1, max=64, tooltip="How many faces 'top_k' keeps per image"),
@@ -46,31 +39,6 @@ def smoothing_input():
     return io.Float.Input("landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.01,
                           tooltip="For video batches: how much each face's landmarks follow the previous frame's "
                           "(0 = off); steadies jittering faces")
-
-
-def detect_and_align(image: torch.Tensor, detector, threshold, selection, top_k, min_face_size, max_face_size,
-                     working_size, smoothing) -> tuple[torch.Tensor, FaceBatch, torch.Tensor]:
-    network = detector.on_device()
-    frames = to_bchw(image)
-    rgb = frames[:, :3] if frames.shape[1] >= 3 else frames.expand(-1, 3, -1, -1)
-    device = next(network.parameters()).device
-    found, crops, previous = [], [], []
-    batch = FaceBatch(image_sizes=[tuple(rgb.shape[-2:])] * rgb.shape[0])
-    report = progress_callback(rgb.shape[0])
-    for start in range(0, rgb.shape[0], 16):  # a long video never sits on the device at once
-        chunk = rgb[start : start + 16].to(device, torch.float32)
-        faces = detect_faces(detector.info, chunk, threshold=threshold, working_size=working_size)
-        faces = select_faces(faces, selection, top_k, min_face_size, max_face_size)
-        if smoothing > 0:
-            faces = smooth_landmarks(faces, smoothing, previous=previous)
-            previous = [faces.faces[i] for i in faces.faces_in_image(len(faces.image_sizes) - 1)]
-        faces, chunk_crops = align_faces(chunk, faces)
-        for face in faces.faces:
-            found.append(replace(face, image_index=face.image_index + start))
-        crops.append(chunk_crops.cpu())
-        report(min(rgb.shape[0], start + 16), rgb.shape[0])
-    batch.faces = found
-    return rgb, batch, torch.cat(crops)
 
 
 class DetectFaces(io.ComfyNode):
@@ -98,9 +66,13 @@ class DetectFaces(io.ComfyNode):
     @classmethod
     def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
                 working_size, landmark_smoothing=0.0) -> io.NodeOutput:
-        rgb, faces, crops = detect_and_align(image, face_detector, threshold, selection, top_k, min_face_size,
-                                             max_face_size, working_size, landmark_smoothing)
-        preview = draw_faces(rgb.cpu(), faces)
+        face_detector.on_device()
+        frames = to_bchw(image)
+        settings = DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
+                                  max_face_size=max_face_size, working_size=working_size, smoothing=landmark_smoothing)
+        faces, crops = find_faces_in_frames(frames, face_detector.info, settings,
+                                            on_progress=progress_callback(frames.shape[0]))
+        preview = draw_faces(as_rgb(frames), faces)
         return io.NodeOutput(faces, to_bhwc(crops), to_bhwc(preview))
 
 
@@ -144,7 +116,7 @@ def paste_inputs() -> list:
     return [
         io.Float.Input("blend", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="Visibility of the restored faces (0 = original, 1 = fully restored)"),
-        io.Combo.Input("mask_type", options=MASK_TYPES, default="feathered",
+        io.Combo.Input("mask_type", options=list(MASK_MODES), default="feathered",
                        tooltip="feathered: soft square-ish edge scaled to the face; parsing: follows the face outline "
                        "(needs a face parser)"),
         io.Float.Input("feather", default=1.0, min=0.0, max=4.0, step=0.01,
@@ -162,7 +134,7 @@ def fidelity_input():
 
 def noise_inputs() -> list:
     return [
-        io.Combo.Input("noise", options=NOISE_MODES, default="fixed",
+        io.Combo.Input("noise", options=list(NOISE_MODES), default="fixed",
                        tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
     ]

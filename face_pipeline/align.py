@@ -123,14 +123,38 @@ def align_faces(images: torch.Tensor, faces: FaceBatch, crop_size: int = 512) ->
                              f"not in these images {tuple(images.shape)}")
     if crop_size < 16:
         raise FaceInputError(f"crop_size must be at least 16, got {crop_size}")
-    crops = torch.empty(len(faces), 3, crop_size, crop_size, dtype=images.dtype, device=images.device)
     if len(faces) == 0:
-        return FaceBatch([], list(faces.image_sizes), crop_size), crops
+        empty = torch.empty(0, 3, crop_size, crop_size, dtype=images.dtype, device=images.device)
+        return FaceBatch([], list(faces.image_sizes), crop_size), empty
     landmarks = torch.stack([face.landmarks.as_tensor(torch.float64) for face in faces.faces])
     affines = estimate_similarity(landmarks, FFHQ_TEMPLATE_512 * (crop_size / 512))
-    for frame_index in sorted({face.image_index for face in faces.faces}):
-        rows = faces.faces_in_image(frame_index)
-        crops[rows] = warp_affine(images[frame_index : frame_index + 1], affines[rows], (crop_size, crop_size),
-                                  border_value=CROP_BORDER_RGB)
+    crops = crop_faces(images, faces, affines, crop_size, border_value=CROP_BORDER_RGB)
     aligned = [replace(face, affine=affine.float()) for face, affine in zip(faces.faces, affines)]
     return FaceBatch(aligned, list(faces.image_sizes), crop_size), crops
+
+
+def crop_faces(
+    images: torch.Tensor,
+    faces: FaceBatch,
+    affines: torch.Tensor,
+    crop_size: int,
+    border_value: float | tuple[float, ...] = 0.0,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """``[N,C,S,S]`` crops of ``images`` ``[B,C,H,W]`` through ``affines`` ``[N,2,3]`` (frame -> crop), in face order.
+
+    All faces of a frame come out of one warp; each frame moves to ``device``
+    (default: where it is) once, and the result lives there.
+    """
+    device = images.device if device is None else device
+    crops = torch.empty(len(faces), images.shape[1], crop_size, crop_size, dtype=images.dtype, device=device)
+    for frame_index in sorted({face.image_index for face in faces.faces}):
+        rows = faces.faces_in_image(frame_index)
+        frame = images[frame_index : frame_index + 1].to(device)
+        crops[rows] = warp_affine(frame, affines[rows], (crop_size, crop_size), border_value=border_value)
+    return crops
+
+
+def as_rgb(frames: torch.Tensor) -> torch.Tensor:
+    """The RGB view of ``[B,C,H,W]`` frames: gray repeated, alpha left out (no copy)."""
+    return frames.expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames[:, :3]

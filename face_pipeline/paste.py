@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .align import invert_affine, warp_affine
+from .align import as_rgb, crop_faces, invert_affine, warp_affine
 from .errors import FaceInputError
 from .faces import FaceBatch
 
@@ -131,17 +131,6 @@ def _check_inputs(images, faces, restored, parse_masks, targets) -> None:
         raise FaceInputError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
 
 
-def _original_crops(images: torch.Tensor, faces: FaceBatch, crop_size: int, device: torch.device) -> torch.Tensor:
-    """The faces' aligned crops taken from ``images`` (RGB), each frame moved to ``device`` once."""
-    crops: list[torch.Tensor | None] = [None] * len(faces)
-    for frame_index in sorted({face.image_index for face in faces.faces}):
-        frame = images[frame_index : frame_index + 1].to(device, torch.float32)
-        frame = frame.expand(-1, 3, -1, -1) if frame.shape[1] == 1 else frame[:, :3]
-        for i in faces.faces_in_image(frame_index):
-            crops[i] = warp_affine(frame, faces.faces[i].affine[None], (crop_size, crop_size))[0]
-    return torch.stack(crops)
-
-
 def paste_faces(
     images: torch.Tensor,
     faces: FaceBatch,
@@ -187,7 +176,9 @@ def paste_faces(
         masks = torch.minimum(masks, parse_masks.to(device, masks.dtype).clamp(0, 1))
     crops = restored.float()
     if color_correction:
-        crops = match_colors(crops, _original_crops(images, faces, crop_size, device), masks[:, None])
+        affines_to_crop = torch.stack([face.affine for face in faces.faces])
+        originals = crop_faces(as_rgb(images), faces, affines_to_crop, crop_size, device=device).float()
+        crops = match_colors(crops, originals, masks[:, None])
     affines = crop_to_target_affines(faces, [(height, width)] * batch)
     luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
     gray_frames = {i: _is_gray(output[i, :color_channels]) for i in {face.image_index for face in faces.faces}}

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .align import align_faces
+from .align import align_faces, as_rgb
 from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
 from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord
@@ -72,11 +72,6 @@ def validate_images(images: torch.Tensor, name: str = "images") -> None:
         raise FaceInputError(f"{name} must be float in 0..1, got {images.dtype}")
     if not torch.isfinite(images).all():
         raise FaceInputError(f"{name} contain NaN or infinite values")
-
-
-def as_rgb(frames: torch.Tensor) -> torch.Tensor:
-    """The RGB view of ``[B,C,H,W]`` frames: gray repeated, alpha left out (no copy)."""
-    return frames.expand(-1, 3, -1, -1) if frames.shape[1] == 1 else frames[:, :3]
 
 
 def find_faces(

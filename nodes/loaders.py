@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import torch
 from comfy_api.v0_0_2 import io
 
@@ -25,6 +28,18 @@ FaceDetector = io.Custom("FACE_DETECTOR")
 FaceParser = io.Custom("FACE_PARSER")
 
 
+def dtype_input():
+    return io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
+                          tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32. "
+                          "fp16 is not offered: GFPGAN can overflow it.")
+
+
+def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.NodeOutput:
+    """Load a listed model file onto ComfyUI's offload device, wrapped for its model management."""
+    loaded = load(resolve_model_path(folder, name, arch), device=model_management.unet_offload_device())
+    return io.NodeOutput(patch(loaded.network, loaded))
+
+
 def _dtype(choice: str) -> torch.dtype:
     if choice == "fp32":
         return torch.float32
@@ -46,9 +61,7 @@ class LoadGFPGANModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("model_name", options=weight_files(GFPGAN_FOLDER),
                                tooltip="GFPGAN weights file, e.g. GFPGANv1.4.pth or a converted .safetensors"),
-                io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
-                               tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32. "
-                               "fp16 is not offered: GFPGAN overflows it."),
+                dtype_input(),
             ],
             outputs=[GFPGANModel.Output(display_name="gfpgan_model", tooltip="The loaded GFPGAN network")],
         )
@@ -60,9 +73,7 @@ class LoadGFPGANModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
-        path = resolve_model_path(GFPGAN_FOLDER, model_name, "GFPGANv1Clean")
-        loaded = load_gfpgan(path, device=model_management.unet_offload_device(), dtype=_dtype(dtype))
-        return io.NodeOutput(patch(loaded.network, loaded))
+        return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_gfpgan, dtype=_dtype(dtype)))
 
 
 class LoadFaceDetector(io.ComfyNode):
@@ -87,9 +98,7 @@ class LoadFaceDetector(io.ComfyNode):
 
     @classmethod
     def execute(cls, detector_name: str) -> io.NodeOutput:
-        path = resolve_model_path(DETECTION_FOLDER, detector_name, "RetinaFace")
-        detector = load_detector(path, device=model_management.unet_offload_device())
-        return io.NodeOutput(patch(detector.network, detector))
+        return _load_from_folder(DETECTION_FOLDER, detector_name, "RetinaFace", load_detector)
 
 
 class LoadFaceParser(io.ComfyNode):
@@ -115,9 +124,7 @@ class LoadFaceParser(io.ComfyNode):
 
     @classmethod
     def execute(cls, parser_name: str) -> io.NodeOutput:
-        path = resolve_model_path(DETECTION_FOLDER, parser_name, "ParseNet")
-        parser = load_parser(path, device=model_management.unet_offload_device())
-        return io.NodeOutput(patch(parser.network, parser))
+        return _load_from_folder(DETECTION_FOLDER, parser_name, "ParseNet", load_parser)
 
 
 class GFPGANFromUpscaleModel(io.ComfyNode):
@@ -131,8 +138,7 @@ class GFPGANFromUpscaleModel(io.ComfyNode):
             "as a GFPGAN_MODEL for these nodes.",
             inputs=[
                 io.UpscaleModel.Input("upscale_model", tooltip="From Load Upscale Model, holding a GFPGAN file"),
-                io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
-                               tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32"),
+                dtype_input(),
             ],
             outputs=[GFPGANModel.Output(display_name="gfpgan_model", tooltip="The GFPGAN network")],
         )

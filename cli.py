@@ -90,6 +90,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from .face_pipeline.detect import load_detector
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
+    from .face_pipeline.align import as_rgb
     from .face_pipeline.restore import restore_crops
     from .gfpgan_arch import load_gfpgan
 
@@ -140,7 +141,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
         written.add(target)
         if args.aligned:
-            rgb = tensor[:, :3] if tensor.shape[1] >= 3 else tensor.expand(-1, 3, -1, -1)
+            rgb = as_rgb(tensor)
             size = model.network.out_size
             if rgb.shape[-2:] != (size, size):
                 rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)

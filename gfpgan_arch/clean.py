@@ -28,16 +28,19 @@ class ResBlock(nn.Module):
         self.scale_factor = 0.5 if mode == "down" else 2.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.leaky_relu(self.conv1(x), 0.2)
-        out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = F.leaky_relu(self.conv2(out), 0.2)
-        x = F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        return out + self.skip(x)
+        out = F.leaky_relu(self.conv1(x), 0.2, inplace=True)
+        out = F.leaky_relu(self.conv2(self.resample(out)), 0.2, inplace=True)
+        # The 1x1 skip conv (no bias) commutes with the resampling: run it at the lower resolution.
+        skip = self.skip(self.resample(x)) if self.scale_factor < 1 else self.resample(self.skip(x))
+        return out.add_(skip)
+
+    def resample(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
 
 
 def _sft_branch(channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(channels, out_channels, 3, 1, 1)
+        nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(channels, out_channels, 3, 1, 1)
     )
 
 
@@ -137,7 +140,7 @@ class GFPGANv1Clean(GFPGANBase):
         )
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv_body_first(x), 0.2)
+        return F.leaky_relu(self.conv_body_first(x), 0.2, inplace=True)
 
     def bottleneck(self, feat: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.final_conv(feat), 0.2)
+        return F.leaky_relu(self.final_conv(feat), 0.2, inplace=True)

@@ -91,7 +91,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .face_pipeline.detect import load_detector
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
     from .face_pipeline.align import as_rgb
-    from .face_pipeline.restore import restore_crops
+    from .face_pipeline.restore import CompiledNetwork, restore_crops
     from .gfpgan_arch import load_gfpgan
 
     files = _collect_inputs(args.inputs)
@@ -105,6 +105,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         fetch_missing([args.model, args.detector, args.parser])
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
+    network = CompiledNetwork(model.network) if args.compile else model.network
     detector = None if args.aligned else load_detector(args.detector, device=device)
     parser = None
     if args.parser:
@@ -142,15 +143,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
         written.add(target)
         if args.aligned:
             rgb = as_rgb(tensor)
-            size = model.network.out_size
+            size = network.out_size
             if rgb.shape[-2:] != (size, size):
                 rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
-            result = restore_crops(model.network, rgb, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
+            result = restore_crops(network, rgb, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
                                    blend=args.blend)
             _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
             counts["restored"] += 1
             continue
-        result = restore_faces_in_images(tensor, model.network, detector, parser, **settings)
+        result = restore_faces_in_images(tensor, network, detector, parser, **settings)
         if not result.faces.faces:
             if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
                 shutil.copyfile(path, target)
@@ -269,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    restore.add_argument("--compile", action="store_true",
+                         help="torch.compile the network: ~10%% faster per face on CPU after a one-off compile of about "
+                              "a minute (needs a C++ compiler; falls back to uncompiled with a warning)")
     restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")
     restore.add_argument("--overwrite", action="store_true")
     restore.add_argument("--download", action="store_true",

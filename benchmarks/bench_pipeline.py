@@ -1,11 +1,13 @@
 """Our pipeline against GFPGANer's algorithm on the same inputs, weights and detector, in one run.
 
-    python benchmarks/bench_pipeline.py [--device cuda] [--cases one_face four_faces eight_faces]
+    python benchmarks/bench_pipeline.py [--device cuda] [--cases one_face four_faces eight_faces] [--compile]
 
 Each measurement runs in a fresh subprocess so peak memory (CPU: max RSS; CUDA: max allocated) is
 its own. The baseline is facexlib's FaceRestoreHelper + a per-face network loop (the upstream
 GFPGANv1Clean code, via spandrel) + its CPU paste, with and without its parsing mask: GFPGANer's
 enhance(). Weights are seeded random (no real weights offline), which changes no timing.
+With --compile ours also runs through torch.compile (CompiledNetwork); its one-off compile is
+done on a warm-up crop first and printed as its own stage, outside the total.
 """
 
 from __future__ import annotations
@@ -61,14 +63,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(case: str, device: str, dtype: str) -> dict:
+def run_ours(case: str, device: str, dtype: str, compile: bool) -> dict:
     from comfyui_gfpgan.face_pipeline.align import align_faces
     from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector
     from comfyui_gfpgan.face_pipeline.paste import paste_faces
-    from comfyui_gfpgan.face_pipeline.restore import restore_crops
+    from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, default_chunk_size, restore_crops
     from comfyui_gfpgan.gfpgan_arch.testing import seeded_clean_network
 
     network = seeded_clean_network(0).to(device, getattr(torch, dtype))
+    compile_time = 0.0
+    if compile:
+        network = CompiledNetwork(network)
+        start = time.perf_counter()
+        chunk = min(default_chunk_size(torch.device(device)), CASES[case][2] * CASES[case][3])
+        restore_crops(network, torch.rand(chunk, 3, 512, 512, device=device))  # compiles for this chunk shape
+        sync(device)
+        compile_time = time.perf_counter() - start
     detector = load_detector(SHARED / "weights" / "retinaface_mobilenet0.25.safetensors", device)
     frames = torch.from_numpy(compose(case)).permute(0, 3, 1, 2).float() / 255
     times: dict[str, float] = {}
@@ -97,6 +107,8 @@ def run_ours(case: str, device: str, dtype: str) -> dict:
         start = time.perf_counter()
         faces, result = pipeline()
         total = time.perf_counter() - start
+    if compile:
+        times["compile (once, not in total)"] = compile_time
     return {"faces": len(faces), "total": total, "stages": times, "output": result.cpu()}
 
 
@@ -156,7 +168,7 @@ def measure(args: argparse.Namespace) -> None:
     """Child process: one measurement, printed as JSON."""
     torch.manual_seed(0)
     if args.impl == "ours":
-        result = run_ours(args.case, args.device, args.dtype)
+        result = run_ours(args.case, args.device, args.dtype, args.compile)
     else:
         result = run_reference(args.case, args.device, parse=args.impl == "reference+parse")
     peak = (torch.cuda.max_memory_allocated() if args.device.startswith("cuda")
@@ -167,8 +179,11 @@ def measure(args: argparse.Namespace) -> None:
     print(json.dumps({**result, "peak_bytes": peak}))
 
 
-def child(case: str, impl: str, device: str, dtype: str = "float32", save: str | None = None) -> dict:
+def child(case: str, impl: str, device: str, dtype: str = "float32", save: str | None = None,
+          compile: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", "--case", case, "--impl", impl, "--device", device, "--dtype", dtype]
+    if compile:
+        command.append("--compile")
     if save:
         command += ["--save", save]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -184,6 +199,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", nargs="+", default=["one_face", "four_faces", "eight_faces"], choices=list(CASES))
     parser.add_argument("--no-parse-baseline", action="store_true", help="skip the slower parse-mask baseline")
+    parser.add_argument("--compile", action="store_true", help="also time ours through torch.compile")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -206,6 +222,10 @@ def main() -> None:
         runs["ours fp32"] = child(case, "ours", args.device, "float32", fp32_file)
         if bf16:
             runs["ours bf16"] = child(case, "ours", args.device, "bfloat16", bf16_file)
+        if args.compile:
+            runs["ours fp32 comp."] = child(case, "ours", args.device, "float32", compile=True)
+            if bf16:
+                runs["ours bf16 comp."] = child(case, "ours", args.device, "bfloat16", compile=True)
         base = runs["reference"]
         for name, run in runs.items():
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in run["stages"].items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable
 
 import torch
@@ -24,6 +25,9 @@ def _run_chunk(
 ) -> torch.Tensor:
     device, weight_dtype = _network_device_dtype(network)
     x = crops.to(device=device, dtype=weight_dtype).mul(2).sub(1)
+    if device.type == "cpu":
+        # oneDNN's CPU convolutions run ~1.2x faster on NHWC; the layout carries through the network.
+        x = x.contiguous(memory_format=torch.channels_last)
     generators = None
     if noise == "seeded":
         # One generator per face, seeded from (seed + face index): results do not depend on chunking.
@@ -35,6 +39,34 @@ def _run_chunk(
     with autocast:
         out = network(x, fidelity=fidelity, noise=generators)
     return out.float().add(1).div(2).clamp(0, 1)
+
+
+class CompiledNetwork(nn.Module):
+    """A GFP-GAN network run through ``torch.compile`` (inductor, weights frozen as constants).
+
+    On CPU this fuses the element-wise work into oneDNN's convolutions and prepacks their
+    weights: ~10% faster than eager per face, but the first call (and each new shape, dtype or
+    noise mode) compiles for about a minute, and inductor needs a C++ compiler there. Worth it
+    for many faces in one process. If compiling fails, it warns once and runs eagerly.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.out_size = network.out_size
+        # A compiled bound method, not a compiled module, so the network is registered only once.
+        self._compiled: Callable | None = torch.compile(network.forward, options={"freezing": True})
+
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        if self._compiled is not None:
+            try:
+                return self._compiled(x, **kwargs)
+            except torch.cuda.OutOfMemoryError:
+                raise  # restore_crops backs off on this one
+            except Exception as error:  # no C++ compiler, unsupported platform or op, ...
+                warnings.warn(f"torch.compile failed, running the network uncompiled: {str(error).splitlines()[0]}")
+                self._compiled = None
+        return self.network(x, **kwargs)
 
 
 def default_chunk_size(device: torch.device) -> int:

@@ -44,6 +44,27 @@ def test_aligned_crops(tmp_path, model):
     assert cv2.imread(str(tmp_path / "out" / "face.png")).shape == (512, 512, 3)
 
 
+def test_compile_flag_runs_the_network_through_torch_compile(tmp_path, model, monkeypatch):
+    import torch
+
+    compiled = []
+
+    def record_compile(function, **options):  # stands in for inductor, which takes minutes at 512 px
+        def run(*args, **kwargs):
+            compiled.append(options)
+            return function(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(torch, "compile", record_compile)
+    crop = tmp_path / "face.png"
+    cv2.imwrite(str(crop), np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    args = ["restore", str(crop), "--model", model, "--aligned"]
+    assert main([*args, "-o", str(tmp_path / "eager")]) == 0 and not compiled
+    assert main([*args, "-o", str(tmp_path / "compiled"), "--compile"]) == 0
+    assert compiled == [{"options": {"freezing": True}}]
+    assert np.array_equal(cv2.imread(str(tmp_path / "compiled" / "face.png")), cv2.imread(str(tmp_path / "eager" / "face.png")))
+
+
 def test_inspect_convert_and_errors(tmp_path, official_weight_files, retinaface_weights, capsys):
     assert main(["inspect", str(official_weight_files["pth"])]) == 0
     assert "GFPGANv1Clean" in capsys.readouterr().out

@@ -1,9 +1,12 @@
 """Chunked restoration: semantics, chunk independence, OOM back-off, cancel."""
 
+import shutil
+import warnings
+
 import pytest
 import torch
 
-from comfyui_gfpgan.face_pipeline.restore import restore_crops
+from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, restore_crops
 
 from factories import seeded_clean_network
 
@@ -101,3 +104,35 @@ def test_bfloat16_compute_dtype(network, crops):
     assert torch.equal(restore_crops(network, crops[:2], dtype=torch.float32), full)
     with pytest.raises(ValueError, match="float16"):
         restore_crops(network, crops, dtype=torch.float16)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_compiled_network_matches_eager(network, crops):
+    compiled = CompiledNetwork(network)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a failed compile warns and falls back: fail instead
+        got = [restore_crops(compiled, crops[:2], fidelity=f) for f in (1.0, 0.5)]
+    assert all(torch.allclose(g, restore_crops(network, crops[:2], fidelity=f), atol=1e-5) for g, f in zip(got, (1.0, 0.5)))
+    assert not torch.allclose(got[0], got[1], atol=1e-4)  # the fidelity reached the compiled graph
+
+
+def test_failed_compile_warns_once_and_runs_eagerly(network, crops, monkeypatch):
+    calls = []
+
+    def compile_without_a_compiler(function, **options):
+        def compiled(*args, **kwargs):
+            calls.append(1)
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(long inductor trace)")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_without_a_compiler)
+    compiled = CompiledNetwork(network)
+    with pytest.warns(UserWarning, match=r"uncompiled: InvalidCxxCompiler: No working C\+\+ compiler found$"):
+        first = restore_crops(compiled, crops[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        second = restore_crops(compiled, crops[:2])
+    assert len(calls) == 1
+    expected = restore_crops(network, crops[:2])
+    assert torch.equal(first, expected) and torch.equal(second, expected)

@@ -13,6 +13,7 @@ import comfy.utils
 import folder_paths
 from comfy.model_patcher import ModelPatcher
 
+from ..face_pipeline.restore import default_chunk_size
 from ..gfpgan_arch import KNOWN_RELEASES
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
@@ -118,7 +119,7 @@ def on_compute_device(tensor: torch.Tensor) -> torch.Tensor:
 def face_chunk_size(device: torch.device, dtype: torch.dtype) -> int:
     """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32)."""
     if device.type != "cuda":
-        return 1  # one face at a time is fastest on CPUs
+        return default_chunk_size(device)
     per_face = 0.35e9 * (0.5 if dtype == torch.bfloat16 else 1.0)
     free = model_management.get_free_memory(device)
     return int(max(1, min(32, free * 0.8 // per_face)))

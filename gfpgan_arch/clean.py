@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels
+from .stylegan2 import StyleGAN2DecoderCSFT, decoder_channels, writable
 
 
 class ResBlock(nn.Module):
@@ -32,7 +32,7 @@ class ResBlock(nn.Module):
         out = F.leaky_relu(self.conv2(self.resample(out)), 0.2, inplace=True)
         # The 1x1 skip conv (no bias) commutes with the resampling: run it at the lower resolution.
         skip = self.skip(self.resample(x)) if self.scale_factor < 1 else self.resample(self.skip(x))
-        return out.add_(skip)
+        return writable(out).add_(skip)
 
     def resample(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)

@@ -30,6 +30,12 @@ def decoder_channels(channel_multiplier: int | float, narrow: float) -> dict[int
     }
 
 
+def writable(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself at inference, so the caller can update it in place (at 512 px each fresh tensor
+    costs as much as a small convolution); a copy while autograd records, which may need ``x``."""
+    return x.clone() if x.requires_grad else x
+
+
 class NormStyleCode(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
@@ -117,8 +123,7 @@ class StyleConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        # In place: at 512 px each extra pass over a fresh tensor costs as much as a small convolution.
-        out = self.modulated_conv(x, style, gain=2**0.5)
+        out = self.modulated_conv(x, style, gain=2**0.5)  # a fresh tensor: updated in place
         out = out.add_(self.weight * noise).add_(self.bias)
         return F.leaky_relu(out, 0.2, inplace=True)
 
@@ -255,6 +260,7 @@ class StyleGAN2DecoderCSFT(nn.Module):
             if i < len(conditions):
                 scale, shift = conditions[i - 1], conditions[i]
                 # In place on this layer's own output; with sft_half only the second half of the channels.
+                out = writable(out)
                 modulated = out[:, out.size(1) // 2 :] if self.sft_half else out
                 modulated.mul_(scale).add_(shift)
             out = conv(out, latent[:, i + 1], noises[i + 1])

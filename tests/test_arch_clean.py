@@ -51,6 +51,25 @@ def test_small_configs_match_reference(sft_half, different_w):
         assert torch.allclose(ours(x[1:2]), batched[1:2], atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [2, 1])
+def test_gradients_match_reference(batch):
+    """The in-place updates that speed up inference must not corrupt autograd (e.g. fine-tuning)."""
+    config = {**SMALL, "sft_half": True, "different_w": True, "input_is_latent": True}
+    ours = seeded_clean_network(seed=6, **config).double().train()
+    reference = reference_class()(**config, decoder_load_path=None, fix_decoder=False).double().train()
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2 - 1
+    ours(x).square().mean().backward()
+    reference_output(reference, x).square().mean().backward()
+    our_params = dict(ours.named_parameters())
+    compared = 0
+    for name, param in reference.named_parameters():
+        if param.grad is not None:
+            assert torch.allclose(our_params[name].grad, param.grad, rtol=1e-9, atol=1e-12), name
+            compared += 1
+    assert compared == sum(p.grad is not None for p in ours.parameters()) > 100
+
+
 def test_fidelity_weight_scales_the_sft_modulation():
     network = seeded_clean_network(seed=1, **SMALL)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1

@@ -79,8 +79,17 @@ def _dtype(name: str, device: str):
     import torch
 
     if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if native_bf16 else torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def cpu_has_native_bf16() -> bool:
+    """avx512_bf16 or AMX: bf16 then runs GFPGAN about twice as fast as fp32 (elsewhere it is emulated)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: absent means no
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -269,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--color-correction", action="store_true")
     restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                         help="auto: bf16 on GPUs and CPUs with native bf16 (output PSNR vs fp32 ~60 dB), else fp32")
     restore.add_argument("--compile", action="store_true",
                          help="torch.compile the network: ~10%% faster per face on CPU after a one-off compile of about "
                               "a minute (needs a C++ compiler; falls back to uncompiled with a warning)")

@@ -44,6 +44,19 @@ def test_aligned_crops(tmp_path, model):
     assert cv2.imread(str(tmp_path / "out" / "face.png")).shape == (512, 512, 3)
 
 
+@pytest.mark.parametrize("avx512_bf16,amx,expected", [(False, False, "float32"), (True, False, "bfloat16"),
+                                                       (False, True, "bfloat16")])
+def test_auto_dtype_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, expected):
+    import torch
+
+    from comfyui_gfpgan.cli import _dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert _dtype("auto", "cpu") == getattr(torch, expected)
+    assert _dtype("fp32", "cpu") == torch.float32 and _dtype("auto", "mps") == torch.float32
+
+
 def test_compile_flag_runs_the_network_through_torch_compile(tmp_path, model, monkeypatch):
     import torch
 

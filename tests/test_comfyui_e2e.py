@@ -226,3 +226,48 @@ def test_faces_pass_through_segs_unchanged(comfyui):
     via_segs["6"]["inputs"]["faces"] = ["21", 0]
     images = [cv2.imread(str(_saved_images(comfyui, _run(comfyui, graph))[0])) for graph in (plain, via_segs)]
     assert np.array_equal(images[0], images[1])
+
+
+IMPACT_NODES = {"SegsToCombinedMask", "SEGSPaste", "MaskToSEGS", "ImpactSEGSOrderedFilter", "ImpactSEGSLabelFilter"}
+
+
+def test_segs_work_with_impact_pack_nodes(comfyui, shared_dir):
+    """Our SEGS through Impact Pack's own nodes, and Impact's SEGS into Keep Faces inside SEGS.
+
+    Runs when the ComfyUI checkout has ComfyUI-Impact-Pack in custom_nodes (it is not on PyPI).
+    """
+    import cv2
+
+    if not IMPACT_NODES <= set(_request(f"{comfyui['url']}/object_info")):
+        pytest.skip("Impact Pack is not installed in this ComfyUI")
+    plain = _load("gfpgan_modular_detect_restore_paste")
+    graph = _load("gfpgan_modular_detect_restore_paste")
+    graph["7"]["inputs"]["filename_prefix"] = "gfpgan/impact_restored"
+    graph.update({
+        "20": {"class_type": "GFPGANFacesToSEGS",
+               "inputs": {"image": ["1", 0], "faces": ["4", 0], "crop_factor": 3.0, "frame": 0}},
+        "21": {"class_type": "ImpactSEGSOrderedFilter", "inputs": {
+            "segs": ["20", 0], "target": "area(=w*h)", "order": True, "take_start": 0, "take_count": 1}},
+        "22": {"class_type": "ImpactSEGSLabelFilter", "inputs": {"segs": ["21", 0], "preset": "face", "labels": "face"}},
+        "23": {"class_type": "SegsToCombinedMask", "inputs": {"segs": ["22", 0]}},
+        "24": {"class_type": "MaskToImage", "inputs": {"mask": ["23", 0]}},
+        "25": {"class_type": "SaveImage", "inputs": {"images": ["24", 0], "filename_prefix": "gfpgan/impact_mask"}},
+        "26": {"class_type": "SEGSPaste", "inputs": {"image": ["1", 0], "segs": ["22", 0], "feather": 5, "alpha": 255}},
+        "27": {"class_type": "SaveImage", "inputs": {"images": ["26", 0], "filename_prefix": "gfpgan/impact_paste"}},
+        # Impact's own SEGS (from the combined mask) pick the faces to restore
+        "28": {"class_type": "MaskToSEGS", "inputs": {"mask": ["23", 0], "combined": False, "crop_factor": 3.0,
+                                                       "bbox_fill": False, "drop_size": 10, "contour_fill": False}},
+        "29": {"class_type": "GFPGANFilterFacesBySEGS",
+               "inputs": {"faces": ["4", 0], "face_crops": ["4", 1], "segs": ["28", 0]}},
+    })
+    graph["5"]["inputs"]["face_crops"] = ["29", 1]
+    graph["6"]["inputs"]["faces"] = ["29", 0]
+    outputs = _run(comfyui, graph)
+    saved = {path.name.split("_0")[0]: cv2.imread(str(path)) for path in _saved_images(comfyui, outputs)}
+    original = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))
+
+    ys, xs = np.nonzero(saved["impact_mask"][:, :, 0] > 127)  # the face box, 177.7,106.5 - 353.9,327.7
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (177, 106, 354, 328)
+    assert np.abs(saved["impact_paste"].astype(int) - original.astype(int)).max() <= 1  # crops pasted back as they were
+    expected = cv2.imread(str(_saved_images(comfyui, _run(comfyui, plain))[0]))
+    assert np.array_equal(saved["impact_restored"], expected)  # Impact's segment kept the face

@@ -26,7 +26,7 @@ def _run_chunk(
     device, weight_dtype = _network_device_dtype(network)
     x = crops.to(device=device, dtype=weight_dtype).mul(2).sub(1)
     if device.type == "cpu":
-        # oneDNN's CPU convolutions run ~1.2x faster on NHWC; the layout carries through the network.
+        # oneDNN's CPU convolutions run faster on NHWC (a 512 px face: 2.5 -> 2.25 s); the layout carries through.
         x = x.contiguous(memory_format=torch.channels_last)
     generators = None
     if noise == "seeded":

@@ -136,3 +136,21 @@ def test_failed_compile_warns_once_and_runs_eagerly(network, crops, monkeypatch)
     assert len(calls) == 1
     expected = restore_crops(network, crops[:2])
     assert torch.equal(first, expected) and torch.equal(second, expected)
+
+
+def test_cpu_crops_reach_the_network_in_channels_last(crops):
+    layouts = []
+
+    class RecordsLayout(torch.nn.Module):
+        out_size = 64
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, fidelity=1.0, noise=None):
+            layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+            return x
+
+    assert torch.allclose(restore_crops(RecordsLayout(), crops, chunk_size=2), crops, atol=1e-6)
+    assert layouts == [True, True, True]

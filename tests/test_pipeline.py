@@ -12,20 +12,7 @@ from comfyui_gfpgan.face_pipeline.pipeline import (
     restore_faces_in_images,
 )
 
-from factories import seeded_clean_network
-
-
-class Identity(torch.nn.Module):
-    """Returns its input: a restorer that changes nothing."""
-
-    out_size = 512
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x, fidelity=1.0, noise=None):
-        return x
+from factories import IdentityRestorer as Identity, seeded_clean_network
 
 
 class Constant(Identity):

@@ -8,7 +8,7 @@ import torch
 
 from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, restore_crops
 
-from factories import seeded_clean_network
+from factories import IdentityRestorer, seeded_clean_network
 
 SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
 
@@ -54,7 +54,7 @@ def test_progress_and_cancel(network, crops):
         restore_crops(network, crops, chunk_size=2, on_chunk=cancel)
 
 
-class RunsOutOfMemory(torch.nn.Module):
+class RunsOutOfMemory(IdentityRestorer):
     """Identity network that fails like CUDA does when given more than ``limit`` faces."""
 
     out_size = 64
@@ -62,7 +62,6 @@ class RunsOutOfMemory(torch.nn.Module):
     def __init__(self, limit):
         super().__init__()
         self.limit, self.sizes = limit, []
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, x, fidelity=1.0, noise=None):
         self.sizes.append(x.shape[0])
@@ -141,12 +140,8 @@ def test_failed_compile_warns_once_and_runs_eagerly(network, crops, monkeypatch)
 def test_cpu_crops_reach_the_network_in_channels_last(crops):
     layouts = []
 
-    class RecordsLayout(torch.nn.Module):
+    class RecordsLayout(IdentityRestorer):
         out_size = 64
-
-        def __init__(self):
-            super().__init__()
-            self.anchor = torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, x, fidelity=1.0, noise=None):
             layouts.append(x.is_contiguous(memory_format=torch.channels_last))

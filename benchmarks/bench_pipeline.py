@@ -63,7 +63,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(case: str, device: str, dtype: str, compile: bool) -> dict:
+def run_ours(case: str, device: str, dtype: str, compiled: bool) -> dict:
     from comfyui_gfpgan.face_pipeline.align import align_faces
     from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector
     from comfyui_gfpgan.face_pipeline.paste import paste_faces
@@ -72,7 +72,7 @@ def run_ours(case: str, device: str, dtype: str, compile: bool) -> dict:
 
     network = seeded_clean_network(0).to(device, getattr(torch, dtype))
     compile_time = 0.0
-    if compile:
+    if compiled:
         network = CompiledNetwork(network)
         start = time.perf_counter()
         chunk = min(default_chunk_size(torch.device(device)), CASES[case][2] * CASES[case][3])
@@ -107,7 +107,7 @@ def run_ours(case: str, device: str, dtype: str, compile: bool) -> dict:
         start = time.perf_counter()
         faces, result = pipeline()
         total = time.perf_counter() - start
-    if compile:
+    if compiled:
         times["compile (once, not in total)"] = compile_time
     return {"faces": len(faces), "total": total, "stages": times, "output": result.cpu()}
 
@@ -180,9 +180,9 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def child(case: str, impl: str, device: str, dtype: str = "float32", save: str | None = None,
-          compile: bool = False) -> dict:
+          compiled: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", "--case", case, "--impl", impl, "--device", device, "--dtype", dtype]
-    if compile:
+    if compiled:
         command.append("--compile")
     if save:
         command += ["--save", save]
@@ -223,9 +223,9 @@ def main() -> None:
         if bf16:
             runs["ours bf16"] = child(case, "ours", args.device, "bfloat16", bf16_file)
         if args.compile:
-            runs["ours fp32 comp."] = child(case, "ours", args.device, "float32", compile=True)
+            runs["ours fp32 comp."] = child(case, "ours", args.device, "float32", compiled=True)
             if bf16:
-                runs["ours bf16 comp."] = child(case, "ours", args.device, "bfloat16", compile=True)
+                runs["ours bf16 comp."] = child(case, "ours", args.device, "bfloat16", compiled=True)
         base = runs["reference"]
         for name, run in runs.items():
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in run["stages"].items())

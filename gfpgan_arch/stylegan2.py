@@ -50,28 +50,27 @@ def modulated_conv(
     conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     gain: float = 1.0,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution with one shared weight for the whole batch, times ``gain``.
+    """StyleGAN2 modulated convolution with one shared weight for the whole batch.
 
     ``weight``: ``[C_out, C_in, k, k]``; ``style``: ``[B, C_in]``; ``conv(x, weight)`` applies a
     weight (plain, transposed, ...). Scaling the input channels by the style and the output
     channels by the demodulation factor equals convolving with per-sample modulated weights,
     but runs as one dense convolution. A batch of one modulates the (small) weight instead,
-    which is cheaper then. ``gain`` rides on the weight or the output scale, saving a pass.
+    which is cheaper then. ``gain`` scales the output by riding on the demodulation factor,
+    saving a pass over it (so it needs ``demodulate``).
     """
+    if gain != 1.0 and not demodulate:
+        raise ValueError("gain rides on the demodulation factor: it needs demodulate=True")
     if x.shape[0] == 1:
         weight = weight * style[0, None, :, None, None]
         if demodulate:
             weight = weight * (gain * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + eps))
-        elif gain != 1.0:
-            weight = weight * gain
         return conv(x, weight)
     out = conv(x * style[:, :, None, None], weight)
     if demodulate:
         # sum_{i,k} (w[o,i,k] * s[b,i])^2 = (s^2) @ (sum_k w^2)^T
         weight_energy = weight.pow(2).sum(dim=(2, 3))  # [C_out, C_in]
         out = out.mul_((gain * torch.rsqrt(style.pow(2) @ weight_energy.t() + eps))[:, :, None, None])
-    elif gain != 1.0:
-        out = out.mul_(gain)
     return out
 
 

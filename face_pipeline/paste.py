@@ -15,12 +15,22 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .align import as_rgb, crop_faces, invert_affine, warp_affine
+from .align import as_rgb, invert_affine, warp_affine
 from .errors import FaceInputError
 from .faces import FaceBatch
 
 MASK_MODES = ("feathered", "parsing")
 _LUMA = (0.299, 0.587, 0.114)
+
+
+def check_paste_options(*, mask: str = "feathered", feather: float = 1.0, blend: float = 1.0) -> None:
+    """``FaceInputError`` for paste options outside their ranges (``PasteSettings`` and ``paste_faces`` share it)."""
+    if mask not in MASK_MODES:
+        raise FaceInputError(f"mask must be one of {MASK_MODES}, got {mask!r}")
+    if not feather >= 0:  # (NaN fails too)
+        raise FaceInputError(f"feather must be >= 0, got {feather}")
+    if not 0.0 <= blend <= 1.0:
+        raise FaceInputError(f"blend must lie in [0, 1], got {blend}")
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float, radius: int | None = None, border: str = "zeros") -> torch.Tensor:
@@ -62,13 +72,16 @@ def feathered_mask(crop_size: int, feather: float = 1.0) -> torch.Tensor:
     and blurs it with a kernel twice that size; in crop space that is a fixed
     fraction of the crop, scaled here by ``feather`` (0 = a hard edge).
     """
-    if feather < 0:
-        raise FaceInputError(f"feather must be >= 0, got {feather}")
+    check_paste_options(feather=feather)
     return _cached_feathered_mask(crop_size, float(feather)).clone()
 
 
 def match_colors(restored: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Shift each channel of ``restored`` to the mean and spread of ``reference`` (weighted by ``weight``)."""
+    """Shift each channel of ``restored`` to the mean and spread of ``reference``.
+
+    Both statistics are taken over the same pixels, weighted by ``weight`` ``[N,1,S,S]``
+    (0 = left out, e.g. crop pixels that lie outside the frame).
+    """
     weight = weight.expand_as(restored[:, :1])
     total = weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
 
@@ -101,7 +114,7 @@ def crop_to_target_affines(faces: FaceBatch, target_sizes: list[tuple[int, int]]
     return torch.stack(rows)
 
 
-def _region(affine: torch.Tensor, crop_size: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+def _warped_window(affine: torch.Tensor, crop_size: int, height: int, width: int) -> tuple[int, int, int, int] | None:
     """Pixel window ``(x0, y0, x1, y1)`` of the frame that the warped crop covers, or None."""
     low, high = -0.5, crop_size - 0.5
     corners = torch.tensor([[low, low, 1], [high, low, 1], [low, high, 1], [high, high, 1]], dtype=torch.float64)
@@ -110,6 +123,32 @@ def _region(affine: torch.Tensor, crop_size: int, height: int, width: int) -> tu
     x1, y1 = (mapped.max(dim=0).values.ceil().long() + 1).tolist()
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _in_frame_crops(
+    images: torch.Tensor, faces: FaceBatch, crop_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each face's crop of its own frame ``[N,3,S,S]`` and how much of each crop pixel lies in the frame ``[N,1,S,S]``.
+
+    Only each face's window of the frame moves to ``device``, never a whole frame. The
+    coverage is a ones-image warped through the same affine, so pixels sampled from
+    outside the frame (black here, gray in the aligned crops) can be left out.
+    """
+    rgb = as_rgb(images)
+    height, width = rgb.shape[-2:]
+    layers = torch.zeros(len(faces), 4, crop_size, crop_size, device=device)
+    crop_to_frame = invert_affine(torch.stack([face.affine.to(torch.float64) for face in faces.faces]))
+    for index, (face, to_frame) in enumerate(zip(faces.faces, crop_to_frame)):
+        window = _warped_window(to_frame, crop_size, height, width)
+        if window is None:
+            continue
+        x0, y0, x1, y1 = window
+        pixels = rgb[face.image_index, :, y0:y1, x0:x1].to(device, torch.float32)
+        source = torch.cat([pixels, torch.ones_like(pixels[:1])])[None]
+        window_to_crop = face.affine.to(torch.float64).clone()  # frame -> crop, from the window's origin
+        window_to_crop[:, 2] += window_to_crop[:, :2] @ torch.tensor([x0, y0], dtype=torch.float64)
+        layers[index] = warp_affine(source, window_to_crop[None], (crop_size, crop_size))[0]
+    return layers[:, :3], layers[:, 3:]
 
 
 def _check_inputs(images, faces, restored, parse_masks, targets) -> None:
@@ -154,12 +193,9 @@ def paste_faces(
     their own windows; the result lives where the output frames do. Returns new frames
     and a ``[B,H',W']`` union mask of where faces were blended. Inputs are never modified.
     """
-    if mask not in MASK_MODES:
-        raise FaceInputError(f"mask must be one of {MASK_MODES}, got {mask!r}")
+    check_paste_options(mask=mask, feather=feather, blend=blend)
     if mask == "parsing" and parse_masks is None:
         raise FaceInputError("mask='parsing' needs parse_masks (run a face parser on the restored crops)")
-    if not 0.0 <= blend <= 1.0:
-        raise FaceInputError(f"blend must lie in [0, 1], got {blend}")
     _check_inputs(images, faces, restored, parse_masks if mask == "parsing" else None, targets)
     frames = images if targets is None else targets
     batch, channels, height, width = frames.shape
@@ -176,18 +212,19 @@ def paste_faces(
         masks = torch.minimum(masks, parse_masks.to(device, masks.dtype).clamp(0, 1))
     crops = restored.float()
     if color_correction:
-        affines_to_crop = torch.stack([face.affine for face in faces.faces])
-        originals = crop_faces(as_rgb(images), faces, affines_to_crop, crop_size, device=device).float()
-        crops = match_colors(crops, originals, masks[:, None])
+        originals, in_frame = _in_frame_crops(images, faces, crop_size, device)
+        # Only pixels sampled wholly from inside the frame: partly covered ones mix the crops' border into
+        # the statistics, which on a flat frame outweighs the face's own spread.
+        crops = match_colors(crops, originals, masks[:, None] * (in_frame > 0.999))
     affines = crop_to_target_affines(faces, [(height, width)] * batch)
     luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
     gray_frames = {i: _is_gray(output[i, :color_channels]) for i in {face.image_index for face in faces.faces}}
 
     for index, (face, affine) in enumerate(zip(faces.faces, affines)):
-        region = _region(affine, crop_size, height, width)
-        if region is None:
+        window = _warped_window(affine, crop_size, height, width)
+        if window is None:
             continue
-        x0, y0, x1, y1 = region
+        x0, y0, x1, y1 = window
         layers = torch.cat([crops[index], masks[index][None]])[None]
         # bicubic: the round trip frame -> crop -> frame stays sharp (bilinear both ways visibly softens)
         warped = warp_affine(

@@ -107,7 +107,8 @@ def on_compute_device(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` on ComfyUI's compute device if it fits there with room to spare, else where it is.
 
     Paste-back warps faces on the device of the restored crops; a long video's crops that do
-    not fit stay on the CPU, and the frames themselves never move (only each face's window does).
+    not fit stay on the CPU, and the frames themselves never move: only each face's window does,
+    also for the colour correction's reference crops.
     """
     device = model_management.get_torch_device()
     if device.type == "cpu" or tensor.device == device:

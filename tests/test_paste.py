@@ -4,10 +4,13 @@ import pytest
 import torch
 
 from comfyui_gfpgan.face_pipeline import paste as paste_module
-from comfyui_gfpgan.face_pipeline.align import FFHQ_TEMPLATE_512, align_faces
+from comfyui_gfpgan.face_pipeline.align import FFHQ_TEMPLATE_512, align_faces, crop_faces
 from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.faces import FaceBatch, FaceRecord, Landmarks
 from comfyui_gfpgan.face_pipeline.paste import paste_faces
+from comfyui_gfpgan.face_pipeline.restore import restore_crops
+
+from factories import IdentityRestorer
 
 CROP = 128
 
@@ -148,6 +151,36 @@ def test_colour_correction_matches_the_original_statistics():
     error_plain = psnr(plain[0][:, inside], frames[0][:, inside])
     error_corrected = psnr(corrected[0][:, inside], frames[0][:, inside])
     assert error_corrected >= 35 and error_corrected > error_plain + 10
+
+
+def bright_frame(height: int, width: int) -> torch.Tensor:
+    """A bright, slightly textured frame: the crops' black or gray outside it stands out in any statistic."""
+    texture = smooth_frames(1, height, width, seed=10)
+    return (torch.tensor([0.85, 0.75, 0.85]).view(1, 3, 1, 1) + 0.1 * texture).clamp(0, 1)
+
+
+@pytest.mark.parametrize("cx,cy", [(30, 30), (370, 280)])  # the crop reaches past the top-left / bottom-right corner
+def test_colour_correction_leaves_out_crop_pixels_outside_the_frame(cx, cy):
+    frames = bright_frame(300, 400)
+    faces, crops = aligned(frames, [face_at(0, cx, cy, 200)], 512)
+    restored = restore_crops(IdentityRestorer(), crops)
+    plain, union = paste_faces(frames, faces, restored)
+    corrected, _ = paste_faces(frames, faces, restored, color_correction=True)
+    inside = union[0] > 0
+    error_plain = psnr(plain[0][:, inside], frames[0][:, inside])
+    error_corrected = psnr(corrected[0][:, inside], frames[0][:, inside])
+    assert error_plain > 50  # (measured 53-59 dB; counting the border gave 28 dB with correction)
+    assert error_corrected > error_plain - 0.5
+
+
+def test_colour_reference_crops_move_only_the_face_window():
+    frames = bright_frame(300, 400)
+    faces, _ = aligned(frames, [face_at(0, 30, 30, 200), face_at(0, 200, 150, 120)], 512)
+    affines = torch.stack([face.affine for face in faces.faces])
+    originals, in_frame = paste_module._in_frame_crops(frames, faces, 512, frames.device)
+    assert torch.allclose(originals, crop_faces(frames, faces, affines, 512), atol=1e-4)
+    assert torch.allclose(in_frame, crop_faces(torch.ones(1, 1, 300, 400), faces, affines, 512), atol=1e-4)
+    assert in_frame[0].min() == 0 and in_frame[1].min() > 0.999  # the corner face's crop reaches outside
 
 
 def test_gray_stays_gray_and_alpha_is_kept():

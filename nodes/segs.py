@@ -30,7 +30,7 @@ SEG = namedtuple(
 )
 
 
-def _region(box: tuple[float, float, float, float], factor: float, height: int, width: int) -> list[int]:
+def _grown_box(box: tuple[float, float, float, float], factor: float, height: int, width: int) -> list[int]:
     """The box grown ``factor`` times about its centre, in whole pixels, clipped to the frame."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half_w, half_h = (box[2] - box[0]) * factor / 2, (box[3] - box[1]) * factor / 2
@@ -45,8 +45,8 @@ def faces_to_segs(image: torch.Tensor, faces: FaceBatch, frame: int, crop_factor
     segs = []
     for index in faces.faces_in_image(frame):
         face = faces.faces[index]
-        box = _region(face.box, 1.0, height, width)
-        crop = _region(face.box, crop_factor, height, width)
+        box = _grown_box(face.box, 1.0, height, width)
+        crop = _grown_box(face.box, crop_factor, height, width)
         mask = np.zeros((crop[3] - crop[1], crop[2] - crop[0]), dtype=np.float32)
         mask[box[1] - crop[1] : box[3] - crop[1], box[0] - crop[0] : box[2] - crop[0]] = 1.0
         cropped = image[frame : frame + 1, crop[1] : crop[3], crop[0] : crop[2], :3].clone()

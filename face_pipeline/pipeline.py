@@ -18,8 +18,8 @@ from .align import align_faces, as_rgb
 from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
 from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord
-from .paste import paste_faces
-from .restore import restore_crops
+from .paste import check_paste_options, paste_faces
+from .restore import check_restore_options, restore_crops
 
 
 @dataclass
@@ -41,6 +41,10 @@ class RestoreSettings:
     chunk_size: int | None = None  # faces per network call; None = best for the device
     dtype: torch.dtype | None = None  # compute dtype (float32 / bfloat16); None = the weights' dtype
 
+    def __post_init__(self) -> None:
+        check_restore_options(fidelity=self.fidelity, noise=self.noise, seed=self.seed, chunk_size=self.chunk_size,
+                              dtype=self.dtype)
+
 
 @dataclass
 class PasteSettings:
@@ -48,6 +52,9 @@ class PasteSettings:
     feather: float = 1.0
     color_correction: bool = False
     blend: float = 1.0  # visibility of the restored faces: 0 = frames unchanged, 1 = fully restored
+
+    def __post_init__(self) -> None:
+        check_paste_options(mask=self.mask, feather=self.feather, blend=self.blend)
 
 
 @dataclass

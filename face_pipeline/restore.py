@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 import warnings
 from typing import Callable
 
@@ -13,6 +14,29 @@ from .errors import FaceInputError
 
 NOISE_MODES = ("fixed", "seeded")
 COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def check_restore_options(
+    *,
+    fidelity: float = 1.0,
+    noise: str = "fixed",
+    seed: int = 0,
+    chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    blend: float = 1.0,
+) -> None:
+    """``FaceInputError`` for restore options outside their ranges (``RestoreSettings`` and ``restore_crops`` share it)."""
+    if noise not in NOISE_MODES:
+        raise FaceInputError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    for name, value in (("fidelity", fidelity), ("blend", blend)):
+        if not 0.0 <= value <= 1.0:  # (NaN fails too)
+            raise FaceInputError(f"{name} must lie in [0, 1], got {value}")
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        raise FaceInputError(f"seed must be a whole number >= 0, got {seed!r}")
+    if chunk_size is not None and (not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
+        raise FaceInputError(f"chunk_size (faces per network call) must be None (automatic) or >= 1, got {chunk_size!r}")
+    if dtype is not None and dtype not in COMPUTE_DTYPES:
+        raise FaceInputError(f"compute dtype must be torch.float32 or torch.bfloat16 (float16 overflows), got {dtype}")
 
 
 def _network_device_dtype(network: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -101,12 +125,7 @@ def restore_crops(
     bfloat16) is the compute dtype; None runs in the weights' dtype. With
     ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking.
     """
-    if noise not in NOISE_MODES:
-        raise FaceInputError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    if not 0.0 <= fidelity <= 1.0 or not 0.0 <= blend <= 1.0:
-        raise FaceInputError(f"fidelity and blend must lie in [0, 1], got {fidelity} and {blend}")
-    if dtype is not None and dtype not in COMPUTE_DTYPES:
-        raise FaceInputError(f"compute dtype must be torch.float32 or torch.bfloat16 (float16 overflows), got {dtype}")
+    check_restore_options(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size, dtype=dtype, blend=blend)
     size = getattr(network, "out_size", crops.shape[-1])
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[-2:] != (size, size):
         raise FaceInputError(f"expected face crops of shape [N,3,{size},{size}], got {tuple(crops.shape)}")
@@ -115,7 +134,7 @@ def restore_crops(
     total = crops.shape[0]
     restored = torch.empty_like(crops, dtype=torch.float32)
     device, _ = _network_device_dtype(network)
-    done, chunk = 0, max(1, chunk_size or default_chunk_size(device))
+    done, chunk = 0, chunk_size or default_chunk_size(device)
     while done < total:
         end = min(total, done + chunk)
         try:

@@ -182,6 +182,30 @@ def test_bad_input_is_a_clear_error(images, message, detector):
         restore_faces_in_images(images, Identity(), detector)
 
 
+@pytest.mark.parametrize("settings,message", [
+    (lambda: RestoreSettings(fidelity=1.5), "fidelity"),
+    (lambda: RestoreSettings(fidelity=float("nan")), "fidelity"),
+    (lambda: RestoreSettings(noise="random"), "noise"),
+    (lambda: RestoreSettings(seed=-1), "seed"),
+    (lambda: RestoreSettings(chunk_size=0), "chunk_size"),
+    (lambda: RestoreSettings(dtype=torch.float16), "dtype"),
+    (lambda: PasteSettings(mask="oval"), "mask"),
+    (lambda: PasteSettings(feather=-1.0), "feather"),
+    (lambda: PasteSettings(blend=1.1), "blend"),
+    (lambda: PasteSettings(blend=-0.1), "blend"),
+])
+def test_impossible_settings_are_refused_where_they_are_made(settings, message):
+    from comfyui_gfpgan.face_pipeline.errors import FaceInputError
+
+    with pytest.raises(FaceInputError, match=message):
+        settings()
+
+
+def test_edge_settings_are_accepted():
+    RestoreSettings(fidelity=0.0, seed=0, chunk_size=1, dtype=torch.bfloat16, noise="seeded")
+    PasteSettings(mask="parsing", feather=0.0, blend=0.0, color_correction=True)
+
+
 def test_huge_frame(astronaut_rgb, detector):
     frame = torch.zeros(1, 3, 4096, 4096)
     frame[:, :, 2000:2512, 3000:3512] = to_batch(astronaut_rgb)

@@ -83,6 +83,8 @@ def test_out_of_memory_halves_the_chunk(crops):
     (dict(noise="random"), "noise"),
     (dict(fidelity=1.5), "fidelity"),
     (dict(blend=-0.1), "blend"),
+    (dict(chunk_size=0), "chunk_size"),
+    (dict(seed=-1), "seed"),
 ])
 def test_bad_settings(network, crops, kwargs, message):
     with pytest.raises(ValueError, match=message):

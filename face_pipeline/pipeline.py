@@ -9,7 +9,7 @@ device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -62,13 +62,17 @@ class PipelineResult:
     images: torch.Tensor  # [B,C,H',W'] 0..1, CPU
     masks: torch.Tensor  # [B,H',W'] union of the face blend masks
     faces: FaceBatch
-    crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU ([0,3,S,S] unless keep_crops)
-    restored: torch.Tensor  # [N,3,S,S] restored crops, CPU ([0,3,S,S] unless keep_crops)
+    crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU ([0,3,S,S] unless keep_crops=True)
+    restored: torch.Tensor  # [N,3,S,S] restored crops, CPU ([0,3,S,S] unless keep_crops=True)
     frames_with_faces: list[int] = field(default_factory=list)
 
 
 def validate_images(images: torch.Tensor, name: str = "images") -> None:
-    """Clear errors (``FaceInputError``) for inputs the pipeline cannot process."""
+    """Clear errors (``FaceInputError``) for batches the pipeline cannot process: layout, size and dtype.
+
+    Values are checked a chunk at a time as the pipeline reaches them (``check_finite``), so a
+    long video needs no whole-batch copy for it.
+    """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise FaceInputError(f"expected {name} as a [B,C,H,W] tensor, got {getattr(images, 'shape', type(images))}")
     if images.shape[1] not in (1, 3, 4):
@@ -77,8 +81,14 @@ def validate_images(images: torch.Tensor, name: str = "images") -> None:
         raise FaceInputError(f"empty {name} batch of shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise FaceInputError(f"{name} must be float in 0..1, got {images.dtype}")
-    if not torch.isfinite(images).all():
-        raise FaceInputError(f"{name} contain NaN or infinite values")
+
+
+def check_finite(frames: torch.Tensor, first_index: int = 0, name: str = "images") -> None:
+    """``FaceInputError`` naming the first frame of ``frames`` (batch index ``first_index`` on) with NaN or inf."""
+    finite = torch.isfinite(frames).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        frame = first_index + int((~finite).nonzero()[0])
+        raise FaceInputError(f"{name} frame {frame} contains NaN or infinite values")
 
 
 def find_faces(
@@ -103,6 +113,37 @@ def find_faces(
     return faces, crops, last_frame
 
 
+class _FrameChunk(NamedTuple):
+    start: int  # batch index of the chunk's first frame
+    frames: torch.Tensor  # [b,C,H,W] float32 on the device
+    faces: FaceBatch  # the chunk's aligned faces, image_index within the chunk
+    crops: torch.Tensor  # [N,3,S,S] their crops, on the device
+
+    def batch_faces(self) -> list[FaceRecord]:
+        """The chunk's faces with ``image_index`` into the whole batch."""
+        return [replace(face, image_index=face.image_index + self.start) for face in self.faces.faces]
+
+
+def _frame_chunks(
+    images: torch.Tensor,
+    detector: RetinaFaceDetector,
+    settings: DetectSettings,
+    crop_size: int,
+    frames_per_chunk: int,
+    device: torch.device,
+) -> Iterator[_FrameChunk]:
+    """``find_faces`` over ``images`` ``frames_per_chunk`` frames at a time, each chunk moved to ``device``
+    and checked for NaN / inf there; landmark smoothing carries on from one chunk to the next."""
+    if frames_per_chunk < 1:
+        raise FaceInputError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
+    previous: list[FaceRecord] = []  # the previous chunk's last frame
+    for start in range(0, images.shape[0], frames_per_chunk):
+        frames = images[start : start + frames_per_chunk].to(device, torch.float32)
+        check_finite(frames, start)
+        faces, crops, previous = find_faces(as_rgb(frames), detector, settings, crop_size, previous)
+        yield _FrameChunk(start, frames, faces, crops)
+
+
 def find_faces_in_frames(
     images: torch.Tensor,
     detector: RetinaFaceDetector,
@@ -115,14 +156,12 @@ def find_faces_in_frames(
     detector's device at a time; crops come back on the CPU."""
     validate_images(images)
     total = images.shape[0]
-    found, crops, previous = [], [], []
-    for start in range(0, total, frames_per_chunk):
-        rgb = as_rgb(images[start : start + frames_per_chunk]).to(detector.device, torch.float32)
-        faces, chunk_crops, previous = find_faces(rgb, detector, settings, crop_size, previous)
-        found += [replace(face, image_index=face.image_index + start) for face in faces.faces]
-        crops.append(chunk_crops.cpu())
+    found, crops = [], []
+    for chunk in _frame_chunks(images, detector, settings, crop_size, frames_per_chunk, detector.device):
+        found += chunk.batch_faces()
+        crops.append(chunk.crops.cpu())
         if on_progress is not None:
-            on_progress(min(total, start + frames_per_chunk), total)
+            on_progress(chunk.start + chunk.frames.shape[0], total)
     return FaceBatch(found, [tuple(images.shape[-2:])] * total, crop_size), torch.cat(crops)
 
 
@@ -137,7 +176,7 @@ def restore_faces_in_images(
     paste: PasteSettings = PasteSettings(),
     targets: torch.Tensor | None = None,
     frames_per_chunk: int = 16,
-    keep_crops: bool = True,
+    keep_crops: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PipelineResult:
     """Find, restore and paste back every face in ``images`` (``[B,C,H,W]`` 0..1, C = 1, 3 or 4).
@@ -145,8 +184,9 @@ def restore_faces_in_images(
     ``targets`` (same batch and channels, any size) receive the faces instead of
     ``images``, e.g. an upscaled copy. Frames without faces come back unchanged
     (bit-exact). ``frames_per_chunk`` frames are on the device at a time.
-    ``keep_crops=False`` leaves the crops out of the result: they cost ~6 MB per
-    512 face, which adds up over a long video.
+    ``keep_crops=True`` also returns the input and restored crops: they cost ~6 MB
+    per 512 face, which adds up over a long video, so by default they are left out.
+    NaN or inf in a frame is a ``FaceInputError`` naming it, raised when its chunk is reached.
     ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
     after each network chunk (``done`` may repeat); it may raise to cancel.
     Results are on the CPU.
@@ -158,8 +198,6 @@ def restore_faces_in_images(
             raise FaceInputError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
     if paste.mask == "parsing" and parser is None:
         raise FaceInputError("mask='parsing' needs a face parser model")
-    if frames_per_chunk < 1:
-        raise FaceInputError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
     device = next(network.parameters()).device
     crop_size = getattr(network, "out_size", 512)
     total = images.shape[0]
@@ -167,12 +205,13 @@ def restore_faces_in_images(
     out_images = torch.empty(source.shape, dtype=source.dtype)
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
-    last_frame_faces: list[FaceRecord] = []  # the previous chunk's last frame, for landmark smoothing
-    for start in range(0, total, frames_per_chunk):
-        frames = images[start : start + frames_per_chunk].to(device, torch.float32)
-        faces, crops, last_frame_faces = find_faces(as_rgb(frames), detector, detect, crop_size, last_frame_faces)
+    for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device):
+        start, end, faces = chunk.start, chunk.start + chunk.frames.shape[0], chunk.faces
+        chunk_targets = source[start:end].to("cpu", torch.float32)
+        if targets is not None:
+            check_finite(chunk_targets, start, "targets")
         restored = restore_crops(
-            network, crops, fidelity=restore.fidelity, noise=restore.noise,
+            network, chunk.crops, fidelity=restore.fidelity, noise=restore.noise,
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
             on_chunk=None if on_progress is None else (lambda _done, _faces, start=start: on_progress(start, total)),
         )
@@ -182,20 +221,17 @@ def restore_faces_in_images(
 
             parse_masks = parse_face_masks(parser, restored)
         # Paste into CPU frames (same-size targets map 1:1): the device holds only the face windows.
-        end = start + frames.shape[0]
         pasted, masks = paste_faces(
-            frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
-            color_correction=paste.color_correction, blend=paste.blend,
-            targets=source[start:end].to("cpu", torch.float32),
+            chunk.frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
+            color_correction=paste.color_correction, blend=paste.blend, targets=chunk_targets,
         )
         out_images[start:end] = source[start:end]  # frames without faces pass through bit-exact
         for offset in sorted({face.image_index for face in faces.faces}):
             out_images[start + offset] = pasted[offset]
         out_masks[start:end] = masks
-        for face in faces.faces:
-            all_faces.append(replace(face, image_index=face.image_index + start))
+        all_faces += chunk.batch_faces()
         if keep_crops:
-            all_crops.append(crops.cpu())
+            all_crops.append(chunk.crops.cpu())
             all_restored.append(restored.cpu())
         if on_progress is not None:
             on_progress(end, total)

@@ -9,8 +9,10 @@ from comfyui_gfpgan.face_pipeline.pipeline import (
     DetectSettings,
     PasteSettings,
     RestoreSettings,
+    find_faces_in_frames,
     restore_faces_in_images,
 )
+from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 
 from factories import IdentityRestorer as Identity, seeded_clean_network
 
@@ -124,14 +126,14 @@ def test_no_faces_and_mixed_batch(astronaut_rgb, detector):
     blank = torch.rand(1, 3, 512, 512) * 0.1
     batch = torch.cat([to_batch(astronaut_rgb), blank, to_batch(astronaut_rgb).flip(-1)])
     before = batch.clone()
-    result = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2)
+    result = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2, keep_crops=True)
     assert torch.equal(batch, before), "input modified in place"
     assert [f.image_index for f in result.faces.faces] == [0, 2]
     assert torch.equal(result.images[1], blank[0])
     assert not torch.equal(result.images[0], batch[0]) and not torch.equal(result.images[2], batch[2])
     assert result.masks[1].max() == 0 and result.frames_with_faces == [0, 2]
     assert result.crops.shape == result.restored.shape == (2, 3, 512, 512)
-    lean = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2, keep_crops=False)
+    lean = restore_faces_in_images(batch, Constant(), detector, frames_per_chunk=2)  # by default: no crops kept
     assert torch.equal(lean.images, result.images) and torch.equal(lean.masks, result.masks)
     assert lean.crops.shape == lean.restored.shape == (0, 3, 512, 512) and len(lean.faces) == 2
 
@@ -195,8 +197,6 @@ def test_bad_input_is_a_clear_error(images, message, detector):
     (lambda: PasteSettings(blend=-0.1), "blend"),
 ])
 def test_impossible_settings_are_refused_where_they_are_made(settings, message):
-    from comfyui_gfpgan.face_pipeline.errors import FaceInputError
-
     with pytest.raises(FaceInputError, match=message):
         settings()
 
@@ -204,6 +204,34 @@ def test_impossible_settings_are_refused_where_they_are_made(settings, message):
 def test_edge_settings_are_accepted():
     RestoreSettings(fidelity=0.0, seed=0, chunk_size=1, dtype=torch.bfloat16, noise="seeded")
     PasteSettings(mask="parsing", feather=0.0, blend=0.0, color_correction=True)
+
+
+@pytest.mark.parametrize("where", ["images", "targets"])
+def test_nan_in_a_later_chunk_names_the_frame(where, detector):
+    frames = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    targets = frames.clone()
+    (frames if where == "images" else targets)[3, 1, 7, 9] = float("inf" if where == "targets" else "nan")
+    with pytest.raises(FaceInputError, match=f"^{where} frame 3 contains NaN or infinite values$"):
+        restore_faces_in_images(frames, Identity(), detector, targets=targets, frames_per_chunk=2)
+    with pytest.raises(FaceInputError, match="images frame 3 "):
+        find_faces_in_frames(targets if where == "targets" else frames, detector, DetectSettings(), frames_per_chunk=2)
+
+
+def test_finiteness_is_checked_a_chunk_at_a_time(detector, monkeypatch):
+    frames = torch.rand(6, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    checked = []
+    isfinite = torch.isfinite
+
+    def recording(tensor):
+        checked.append(tuple(tensor.shape))
+        return isfinite(tensor)
+
+    monkeypatch.setattr(torch, "isfinite", recording)
+    restore_faces_in_images(frames, Identity(), detector, targets=frames.clone(), frames_per_chunk=2)
+    find_faces_in_frames(frames, detector, DetectSettings(), frames_per_chunk=2)
+    # images and targets, chunk by chunk: never a [6,...] boolean copy of the batch
+    frame_checks = [shape[0] for shape in checked if shape[1:] == (3, 48, 48)]
+    assert frame_checks == [2] * 6 + [2] * 3
 
 
 def test_huge_frame(astronaut_rgb, detector):
@@ -272,7 +300,8 @@ def test_seeded_noise_does_not_depend_on_frame_chunks(astronaut_rgb, detector):
     settings = RestoreSettings(noise="seeded", seed=5)
 
     def run(frames_per_chunk):
-        return restore_faces_in_images(frames, network, detector, restore=settings, frames_per_chunk=frames_per_chunk)
+        return restore_faces_in_images(frames, network, detector, restore=settings, frames_per_chunk=frames_per_chunk,
+                                       keep_crops=True)
 
     whole, one_by_one = run(2), run(1)
     assert len(whole.faces) == 2 and whole.restored.shape[-1] == 256

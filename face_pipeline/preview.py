@@ -14,7 +14,9 @@ def draw_faces(images: torch.Tensor, faces: FaceBatch) -> torch.Tensor:
     """``[B,3,H,W]`` RGB 0..1 frames with every face's box, score and five landmarks drawn."""
     import cv2
 
-    canvases = [np.ascontiguousarray((frame.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)) for frame in images]
+    # clamp before the cast: uint8 wraps out-of-range values around (1.02 would become near black)
+    pixels = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    canvases = [np.ascontiguousarray(frame.numpy()) for frame in pixels]
     for face in faces.faces:
         canvas = canvases[face.image_index]
         thickness = max(1, round(max(canvas.shape[:2]) / 400))

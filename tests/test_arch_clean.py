@@ -111,7 +111,7 @@ def test_bfloat16_runs_and_stays_close_to_fp32():
     mse = (fp32.clamp(-1, 1) - bf16.clamp(-1, 1)).div(2).pow(2).mean()
     psnr = 10 * torch.log10(1 / mse)
     print(f"bf16 vs fp32 PSNR: {psnr:.1f} dB")
-    assert psnr > 30
+    assert psnr > 47  # (measured 50.2 dB)
 
 
 def test_channels_last_input_gives_the_same_result():

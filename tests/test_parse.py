@@ -10,11 +10,29 @@ from comfyui_gfpgan.face_pipeline.detect import FaceModelError
 from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.parse import FACE_CLASSES, load_parser, parse_face_masks
 
+# Written out here, not taken from the implementation: facexlib's MASK_COLORMAP (ParseNet's label
+# order, face_restoration_helper.paste_faces_to_input_image), and each network's labels by name
+# (ParseNet: facexlib's; BiSeNet: face-parsing.PyTorch's CelebAMask-HQ order, 0 = background).
+FACEXLIB_MASK_COLORMAP = [0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0]
+LABELS = {
+    "parsenet": ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
+                 "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"],
+    "bisenet": ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
+                "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"],
+}
+FACE_PARTS = {name for name, color in zip(LABELS["parsenet"], FACEXLIB_MASK_COLORMAP) if color}
+EXPECTED_FACE_CLASSES = {kind: [float(name in FACE_PARTS) for name in names] for kind, names in LABELS.items()}
+
+
+def test_face_classes_are_facexlibs_in_each_networks_label_order():
+    for kind in ("parsenet", "bisenet"):
+        assert list(FACE_CLASSES[kind]) == EXPECTED_FACE_CLASSES[kind], kind
+
 
 def facexlib_recipe(logits: torch.Tensor, kind: str) -> np.ndarray:
     """facexlib's paste_faces_to_input_image mask, with OpenCV: class map -> two 101 px sigma-11 blurs -> cleared edges."""
     classes = logits.argmax(dim=1)[0].numpy()
-    mask = np.array(FACE_CLASSES[kind], dtype=np.float64)[classes] * 255
+    mask = np.array(EXPECTED_FACE_CLASSES[kind], dtype=np.float64)[classes] * 255
     mask = cv2.GaussianBlur(cv2.GaussianBlur(mask, (101, 101), 11), (101, 101), 11)
     mask[:10], mask[-10:], mask[:, :10], mask[:, -10:] = 0, 0, 0, 0
     return mask / 255
@@ -64,6 +82,7 @@ def test_bisenet_masks_follow_facexlib(bisenet):
     assert bisenet.kind == "bisenet"
     crops = crops_with_structure(2)
     masks = parse_face_masks(bisenet, crops, chunk_size=1)
+    # BiSeNet's ImageNet normalisation, as facexlib's parsing demo feeds it (written out, not the implementation's)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     for index in range(2):

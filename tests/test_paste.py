@@ -206,14 +206,14 @@ def test_paste_into_upscaled_targets():
     big_out, big_union = paste_faces(frames, faces, crops, targets=big)
     assert big_out.shape == big.shape and big_union.shape == (1, 600, 900)
     inside = big_union[0] > 0.5
-    assert psnr(big_out[0][:, inside], big[0][:, inside]) >= 30
+    assert psnr(big_out[0][:, inside], big[0][:, inside]) >= 50  # (measured 55.6 dB; without the half-pixel shift 38.4)
 
     def centroid(mask):
         rows, cols = torch.nonzero(mask > 0.5, as_tuple=True)
         return torch.stack([cols.float().mean(), rows.float().mean()])
 
-    # pixel centres: x_big = 3 * (x + 0.5) - 0.5
-    assert torch.allclose(centroid(big_union[0]), 3 * centroid(small_union[0]) + 1, atol=1.5)
+    # pixel centres: x_big = 3 * (x + 0.5) - 0.5 (measured 0.02 px off; without the shift 1 px)
+    assert torch.allclose(centroid(big_union[0]), 3 * centroid(small_union[0]) + 1, atol=0.1)
 
 
 def test_parsing_mask_only_narrows_the_feathered_mask():

@@ -101,7 +101,7 @@ def test_bfloat16_compute_dtype(network, crops):
     bf16 = restore_crops(network, crops[:2], dtype=torch.bfloat16)
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, full)  # it did run in bf16
     mse = ((bf16 - full) ** 2).mean()
-    assert 10 * torch.log10(1 / mse) > 25
+    assert 10 * torch.log10(1 / mse) > 51  # (measured 54.2 dB)
     assert torch.equal(restore_crops(network, crops[:2], dtype=torch.float32), full)
     with pytest.raises(ValueError, match="float16"):
         restore_crops(network, crops, dtype=torch.float16)

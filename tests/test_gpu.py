@@ -34,7 +34,7 @@ def test_network_matches_cpu_in_fp32_and_bf16(official_clean_network, cuda_netwo
     assert (cpu - gpu).abs().max() < 2e-3
     quality = psnr(cpu.clamp(-1, 1).add(1).div(2), bf16.clamp(-1, 1).add(1).div(2))
     print(f"CUDA bf16 vs CPU fp32 PSNR {quality:.1f} dB")
-    assert quality > 30
+    assert quality > 45  # bf16 elsewhere measures 50-58 dB (CPU: 50.2 and 54.2 in the arch and restore tests)
 
 
 def test_seeded_noise_on_cuda_is_reproducible_and_chunk_independent(cuda_network):

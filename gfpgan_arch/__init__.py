@@ -3,7 +3,14 @@
 from .clean import GFPGANv1Clean
 from .convert import convert_to_safetensors, describe_file
 from .detect import ArchSpec, ModelLoadError, detect_architecture
-from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict, network_from_state_dict
+from .load import (
+    LoadedGFPGAN,
+    check_dtype,
+    load_gfpgan,
+    load_state_dict,
+    network_from_state_dict,
+    pickle_loading_is_safe,
+)
 from .original import GFPGANv1
 from .releases import KNOWN_RELEASES, Release, find_release
 
@@ -23,4 +30,5 @@ __all__ = [
     "load_gfpgan",
     "load_state_dict",
     "network_from_state_dict",
+    "pickle_loading_is_safe",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
+import pickletools
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,51 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path}: not a readable .safetensors file (truncated or corrupt?): {error}") from error
 
 
+_SAFE_TORCH = (2, 6)  # weights_only could be bypassed to run code before torch 2.6 (CVE-2025-32434)
+
+
+def pickle_loading_is_safe(version: str | None = None) -> bool:
+    """Whether this torch's ``weights_only`` unpickler is a security boundary: 2.6 final or later.
+
+    Parsed without ``packaging``: ``2.6.0+cu124`` and ``2.7.0a0`` pass, ``2.5.1`` and ``2.6.0a0+git...``
+    (a pre-release of 2.6, which may predate the fix) do not.
+    """
+    version = torch.__version__ if version is None else version
+    match = re.match(r"(\d+)\.(\d+)(?:\.\d+)*([^+]*)", str(version))
+    if not match:
+        return False
+    release = (int(match.group(1)), int(match.group(2)))
+    return release > _SAFE_TORCH or (release == _SAFE_TORCH and not match.group(3))
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file holds well-formed pickles, as ``pickletools`` reads them (it runs nothing):
+    tells a checkpoint that needs code from a file that is no pickle at all."""
+    try:
+        with contextlib.ExitStack() as stack:
+            if zipfile.is_zipfile(path):
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                handle = stack.enter_context(archive.open(next(n for n in archive.namelist() if n.endswith("data.pkl"))))
+                pickles = 1
+            else:  # a plain pickle, or torch's legacy format: magic number, protocol, system info, then the object
+                handle, pickles = stack.enter_context(open(path, "rb")), 4
+            for count in range(pickles):
+                if count and not handle.peek(1):
+                    break  # a plain pickle ends after its first
+                for _ in pickletools.genops(handle):
+                    pass
+    except Exception:  # anything zipfile or pickletools raise here means: no pickle
+        return False
+    return True
+
+
 def _read_pickle(path: Path) -> object:
+    if not pickle_loading_is_safe():
+        raise ModelLoadError(
+            f"{path}: refused to load: torch {torch.__version__} is older than 2.6, and before 2.6 a crafted .pth can "
+            "run code even through torch's weights-only loading (CVE-2025-32434). Use the .safetensors form of the "
+            "model (convert a trusted copy where torch >= 2.6 is installed), or update torch."
+        )
     # torch.load hands any "*.safetensors" name to safetensors: a pickle misnamed so goes in as a file object.
     by_name = path.suffix.lower() != ".safetensors"
     try:
@@ -44,13 +91,17 @@ def _read_pickle(path: Path) -> object:
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         with open(path, "rb") as handle:
             return torch.load(handle, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except Exception as error:  # on a non-checkpoint torch.load raises nearly anything (KeyError, struct.error, ...)
+        cause = error.__context__ if isinstance(error, pickle.UnpicklingError) and error.__context__ else error
+        reason = f"{type(cause).__name__}: {str(cause).strip().split('. ')[0][:200]}"
+        if isinstance(error, pickle.UnpicklingError) and _is_pickle(path):
+            raise ModelLoadError(
+                f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
+                f"file is never executed. Convert a trusted copy to .safetensors first. ({reason})"
+            ) from error
         raise ModelLoadError(
-            f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
-            f"file is never executed. Convert a trusted copy to .safetensors first. ({str(error).splitlines()[0]})"
+            f"{path}: not a PyTorch checkpoint (truncated or corrupt, or another kind of file): {reason}"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ModelLoadError(f"{path}: not a readable PyTorch weights file (truncated or corrupt?): {error}") from error
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -59,6 +59,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
     """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
+    from ..gfpgan_arch import state_dict_mismatch
+
     path = Path(path)
     state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
     backbone = backbone_from_keys(state_dict)
@@ -68,10 +70,10 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Retin
             f"detection_mobilenet0.25_Final.pth layout)."
         )
     network = RetinaFaceNet(backbone)
-    try:
-        network.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {error}") from error
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {mismatch}")
+    network.load_state_dict(state_dict, strict=True)
     network.eval().requires_grad_(False).to(device)
     return RetinaFaceDetector(network, backbone, path)
 

@@ -10,6 +10,7 @@ from .load import (
     load_state_dict,
     network_from_state_dict,
     pickle_loading_is_safe,
+    state_dict_mismatch,
 )
 from .original import GFPGANv1
 from .releases import KNOWN_RELEASES, Release, find_release
@@ -31,4 +32,5 @@ __all__ = [
     "load_state_dict",
     "network_from_state_dict",
     "pickle_loading_is_safe",
+    "state_dict_mismatch",
 ]

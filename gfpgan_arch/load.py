@@ -168,19 +168,38 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
 
 
+def _some(keys: list[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def state_dict_mismatch(network: nn.Module, state_dict: dict[str, torch.Tensor]) -> str | None:
+    """None if ``state_dict`` fits ``network`` exactly (keys and shapes), else a short account of how it
+    does not: counts and a few keys of each kind, never the whole list (files hold hundreds)."""
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    reshaped = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    parts = [
+        f"{len(keys)} {what} ({_some(keys)})"
+        for what, keys in (("missing tensors", missing), ("unexpected tensors", unexpected),
+                           ("tensors of other shapes (file vs network)", reshaped))
+        if keys
+    ]
+    return "; ".join(parts) or None
+
+
 def network_from_state_dict(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> tuple[nn.Module, str, dict]:
     """Detect the architecture of ``state_dict`` and return ``(network, arch, config)`` with the weights loaded."""
     spec = detect_architecture(state_dict, source=source)
     network = build_network(spec.name, spec.config)
-    try:
-        missing, unexpected = network.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but tensor shapes differ: {error}") from error
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"{source}: looks like {spec.name} {spec.config} but does not fit it: "
-            f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
-        )
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but does not fit it: {mismatch}.")
+    network.load_state_dict(state_dict, strict=True)
     return network.eval().requires_grad_(False), spec.name, spec.config
 
 

@@ -219,8 +219,15 @@ def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
     broken["conv_body_up.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
     path = tmp_path / "broken.safetensors"
     save_file(broken, str(path))
-    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"broken.safetensors: looks like GFPGANv1Clean .* does not fit it: 1 tensors "
+                       r"of other shapes \(file vs network\) \(conv_body_up\.0\.conv1\.weight \(3, 3, 3, 3\) vs"):
         load_gfpgan(path)
+    for key in list(broken)[:40]:
+        broken[f"extra.{key}"] = broken.pop(key)
+    save_file(broken, str(path))
+    with pytest.raises(ModelLoadError, match=r"40 missing tensors \(.* and 35 more\); 40 unexpected tensors") as error:
+        load_gfpgan(path)
+    assert len(str(error.value)) < 1200
 
 
 def test_release_table_names_official_files():

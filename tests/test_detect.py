@@ -233,8 +233,23 @@ def test_bad_detector_files_are_refused(tmp_path):
         load_detector(tmp_path / "absent.pth")
     truncated = tmp_path / "truncated.safetensors"
     save_file({"body.stage1.0.0.weight": torch.zeros(8, 3, 3, 3)}, str(truncated))
-    with pytest.raises(FaceModelError, match="do not fit"):
+    with pytest.raises(FaceModelError, match=r"do not fit the network: 299 missing tensors \(.* and 294 more\)") as error:
         load_detector(truncated)
+    assert len(str(error.value)) < 600  # a few keys, not all 299
+
+
+def test_a_detector_file_with_odd_tensors_names_a_few(tmp_path, retinaface_weights):
+    from safetensors.torch import load_file, save_file
+
+    state_dict = load_file(str(retinaface_weights))
+    state_dict["body.stage1.0.0.weight"] = torch.zeros(1, 3, 3, 3)
+    state_dict.update({f"extra.{i}": torch.zeros(1) for i in range(40)})
+    path = tmp_path / "odd.safetensors"
+    save_file(state_dict, str(path))
+    with pytest.raises(FaceModelError, match=r"40 unexpected tensors \(extra\.0, .* and 35 more\); 1 tensors of other "
+                       r"shapes \(file vs network\) \(body\.stage1\.0\.0\.weight \(1, 3, 3, 3\) vs \(8, 3, 3, 3\)\)") as error:
+        load_detector(path)
+    assert "missing" not in str(error.value)
 
 
 def test_bad_images_are_refused(detector):

@@ -32,6 +32,9 @@ _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
 SELECTION_MODES = ("all", "largest", "center", "top_k")
+# The smallest anchor the network matches faces to is 16 px (stride 8): a frame whose short side is below
+# that holds no face it can find, so such frames are faceless rather than errors.
+MIN_FRAME_SIDE = _MIN_SIZES[0][0]
 
 
 @dataclass
@@ -113,8 +116,10 @@ def _to_network_input(images: torch.Tensor) -> torch.Tensor:
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         raise FaceInputError(f"detect_faces expects [B,3,H,W] RGB images, got {getattr(images, 'shape', type(images))}")
-    if images.shape[0] == 0 or images.shape[2] < 2 or images.shape[3] < 2:
-        raise FaceInputError(f"detect_faces got an empty batch or frame: {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise FaceInputError(f"detect_faces got an empty batch (0 frames): {tuple(images.shape)}")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise FaceInputError(f"detect_faces got frames of {images.shape[2]}x{images.shape[3]} pixels, which hold no image")
     if not images.is_floating_point():
         raise FaceInputError(f"detect_faces expects float images in 0..1, got {images.dtype}")
 
@@ -133,9 +138,12 @@ def detect_faces(
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
     0/None = full size); boxes and landmarks come back in full-size pixels.
     Faces are ordered by frame, then by descending score; ``affine`` is None.
+    Frames with a side under ``MIN_FRAME_SIDE`` pixels hold no findable face: none is reported.
     """
     _check_images(images)
     batch, _, height, width = images.shape
+    if min(height, width) < MIN_FRAME_SIDE:
+        return FaceBatch([], [(height, width)] * batch)
     scale = working_scale(height, width, working_size)
     dtype = next(detector.network.parameters()).dtype
     x = images.to(detector.device, dtype)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from comfyui_gfpgan.face_pipeline.detect import (
+    MIN_FRAME_SIDE,
     FaceModelError,
     _nms,
     _priors,
@@ -257,6 +258,29 @@ def test_bad_images_are_refused(detector):
                    torch.rand(0, 3, 64, 64)):
         with pytest.raises(FaceInputError):
             detect_faces(detector, images)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 640), (640, 1), (15, 15), (15, 900)])
+def test_frames_too_small_for_a_face_hold_none(detector, height, width, monkeypatch):
+    monkeypatch.setattr(detector, "network", None)  # never run: there is nothing a 16 px anchor could match
+    faces = detect_faces(detector, torch.rand(2, 3, height, width))
+    assert len(faces) == 0 and faces.image_sizes == [(height, width)] * 2
+
+
+def test_the_smallest_frame_that_can_hold_a_face_is_searched(detector, astronaut_rgb):
+    # The README's face box (120 x 95), shrunk to a 40 x 32 frame: the smallest size at which this detector
+    # still found it (at 30 x 24 it no longer does), so MIN_FRAME_SIDE = 16 never hides a findable face.
+    face = as_batch(astronaut_rgb)[:, :, 57:177, 178:273]
+    small = F.interpolate(face, size=(40, 2 * MIN_FRAME_SIDE), mode="area")
+    assert len(detect_faces(detector, small, threshold=0.9, working_size=0)) == 1
+
+
+def test_empty_inputs_name_the_reason(detector):
+    with pytest.raises(FaceInputError, match=r"empty batch \(0 frames\)"):
+        detect_faces(detector, torch.rand(0, 3, 64, 64))
+    with pytest.raises(FaceInputError, match="frames of 0x64 pixels") as error:
+        detect_faces(detector, torch.rand(1, 3, 0, 64))
+    assert "empty" not in str(error.value)
 
 
 def test_landmark_smoothing_reduces_jitter():

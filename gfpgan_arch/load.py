@@ -168,6 +168,21 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
 
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16")
+
+
+def compute_dtype(choice: str, bf16_supported: bool) -> torch.dtype:
+    """The dtype for a user's ``auto`` / ``fp32`` / ``bf16`` (CLI and nodes alike): ``auto`` is bfloat16 where
+    the device runs it natively (``bf16_supported``, the caller's answer for its device), else float32."""
+    if choice == "auto":
+        return torch.bfloat16 if bf16_supported else torch.float32
+    if choice == "fp16":
+        check_dtype(torch.float16)  # refused, with the reason
+    if choice not in DTYPE_CHOICES:
+        raise ModelLoadError(f"unknown dtype {choice!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    return torch.float32 if choice == "fp32" else torch.bfloat16
+
+
 def _some(keys: list[str], shown: int = 5) -> str:
     return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 

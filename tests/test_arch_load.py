@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from comfyui_gfpgan.gfpgan_arch import (
     ModelLoadError,
+    compute_dtype,
     convert_to_safetensors,
     describe_file,
     find_release,
@@ -99,6 +100,16 @@ def test_float16_is_refused_with_a_reason(tmp_path, small_state_dict):
     save_file(small_state_dict, str(path))
     with pytest.raises(ModelLoadError, match="bfloat16"):
         load_gfpgan(path, dtype=torch.float16)
+
+
+def test_one_dtype_chooser():
+    assert compute_dtype("auto", bf16_supported=True) == torch.bfloat16
+    assert compute_dtype("auto", bf16_supported=False) == torch.float32
+    assert compute_dtype("fp32", True) == torch.float32 and compute_dtype("bf16", False) == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="overflow half precision"):
+        compute_dtype("fp16", True)
+    with pytest.raises(ModelLoadError, match="unknown dtype 'int8'; use one of auto, fp32, bf16"):
+        compute_dtype("int8", True)
 
 
 def test_truncated_safetensors(tmp_path, small_state_dict):

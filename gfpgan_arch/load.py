@@ -7,6 +7,7 @@ import hashlib
 import pickle
 import pickletools
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,10 +88,12 @@ def _read_pickle(path: Path) -> object:
     # torch.load hands any "*.safetensors" name to safetensors: a pickle misnamed so goes in as a file object.
     by_name = path.suffix.lower() != ".safetensors"
     try:
-        if by_name:
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-        with open(path, "rb") as handle:
-            return torch.load(handle, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the error below says all there is to say
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            if by_name:
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            with open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as error:  # on a non-checkpoint torch.load raises nearly anything (KeyError, struct.error, ...)
         cause = error.__context__ if isinstance(error, pickle.UnpicklingError) and error.__context__ else error
         reason = f"{type(cause).__name__}: {str(cause).strip().split('. ')[0][:200]}"

@@ -166,6 +166,22 @@ def test_inspect_convert_and_errors(tmp_path, official_weight_files, retinaface_
                  "--detector", str(retinaface_weights)]) == 2
 
 
+@pytest.mark.parametrize("content,says", [
+    (b"<!DOCTYPE html><html>rate limited</html>", "not a PyTorch checkpoint"),
+    (b"hello world\n", "not a PyTorch checkpoint"),
+    (bytes(range(256)) * 16, "not a PyTorch checkpoint"),
+    (__import__("pickle").dumps(print), "needs more than plain tensors to unpickle"),
+])
+def test_unreadable_weights_are_one_line(tmp_path, retinaface_weights, capsys, content, says):
+    weights = tmp_path / "GFPGANv1.4.pth"
+    weights.write_bytes(content)
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "--model", str(weights),
+                 "--detector", str(retinaface_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and err.startswith(f"error: {weights}")
+
+
 def test_make_test_model_round_trips(tmp_path, capsys):
     path = tmp_path / "seeded.safetensors"
     assert main(["make-test-model", str(path), "--seed", "3"]) == 0

@@ -130,7 +130,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not files:
         raise UserError("no input images found")
     if not args.aligned and not args.detector:
-        raise UserError("--detector is required (or use --aligned for pre-aligned 512x512 face crops)")
+        raise UserError("--detector is required (or use --aligned for pre-aligned face crops)")
     device = resolve_device(args.device)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--compile", action="store_true",
                          help="torch.compile the network: ~10%% faster per face on CPU after a one-off compile of about "
                               "a minute (needs a C++ compiler; falls back to uncompiled with a warning)")
-    restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")
+    restore.add_argument("--aligned", action="store_true",
+                         help="inputs are already-aligned face crops (any size: each comes back in its own size, "
+                         "gray or alpha)")
     restore.add_argument("--overwrite", action="store_true")
     restore.add_argument("--download", action="store_true",
                          help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "

@@ -29,12 +29,12 @@ class FaceModelError(Exception):
 # BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
 _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
-_STEPS = (8, 16, 32)
-_VARIANCE = (0.1, 0.2)
-SELECTION_MODES = ("all", "largest", "center", "top_k")
 # The smallest anchor the network matches faces to is 16 px (stride 8): a frame whose short side is below
 # that holds no face it can find, so such frames are faceless rather than errors.
 MIN_FRAME_SIDE = _MIN_SIZES[0][0]
+_STEPS = (8, 16, 32)
+_VARIANCE = (0.1, 0.2)
+SELECTION_MODES = ("all", "largest", "center", "top_k")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import comfy.model_management as model_management
 
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
-from ..gfpgan_arch import LoadedGFPGAN, compute_dtype, load_gfpgan, network_from_state_dict
+from ..gfpgan_arch import LoadedGFPGAN, load_gfpgan, network_from_state_dict
 from .common import (
     CATEGORY,
     DETECTION_FOLDER,
@@ -41,6 +41,8 @@ def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.N
 
 
 def _dtype(choice: str) -> torch.dtype:
+    from ..gfpgan_arch import compute_dtype
+
     return compute_dtype(choice, model_management.should_use_bf16(model_management.get_torch_device()))
 
 

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from comfyui_gfpgan.face_pipeline.detect import (
-    MIN_FRAME_SIDE,
     FaceModelError,
     _nms,
     _priors,
@@ -268,6 +267,8 @@ def test_frames_too_small_for_a_face_hold_none(detector, height, width, monkeypa
 
 
 def test_the_smallest_frame_that_can_hold_a_face_is_searched(detector, astronaut_rgb):
+    from comfyui_gfpgan.face_pipeline.detect import MIN_FRAME_SIDE
+
     # The README's face box (120 x 95), shrunk to a 40 x 32 frame: the smallest size at which this detector
     # still found it (at 30 x 24 it no longer does), so MIN_FRAME_SIDE = 16 never hides a findable face.
     face = as_batch(astronaut_rgb)[:, :, 57:177, 178:273]

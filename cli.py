@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+DTYPE_CHOICES = ("auto", "fp32", "bf16")  # gfpgan_arch.DTYPE_CHOICES, here so --help needs no torch import
 
 
 class UserError(Exception):
@@ -78,10 +79,34 @@ def _write_image(path: Path, image, depth: int = 8) -> None:
 def _dtype(name: str, device: str):
     import torch
 
-    if name == "auto":
-        native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if native_bf16 else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    from .gfpgan_arch import compute_dtype
+
+    native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return compute_dtype(name, native_bf16)
+
+
+def resolve_device(name: str | None) -> str:
+    """The device ``--device`` names (default: cuda if there is one, else cpu), checked before any model loads."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise UserError(f"--device {name}: no device name; use cpu, cuda, cuda:N or mps") from error
+    backends = {"cpu": None, "cuda": torch.cuda, "mps": torch.backends.mps}
+    if device.type not in backends:
+        raise UserError(f"--device {name}: not a device this tool runs on; use cpu, cuda, cuda:N or mps")
+    backend = backends[device.type]
+    if backend is not None and not backend.is_available():
+        build = " (a CPU-only build of torch)" if device.type == "cuda" and not torch.version.cuda else ""
+        raise UserError(f"--device {name}: torch {torch.__version__}{build} finds no {device.type.upper()} device here")
+    count = torch.cuda.device_count() if device.type == "cuda" else 1
+    if device.index is not None and device.index >= count:
+        raise UserError(f"--device {name}: there {'is' if count == 1 else 'are'} only {count} {device.type.upper()} "
+                        f"device{'' if count == 1 else 's'} ({device.type}:0 to {device.type}:{count - 1})")
+    return str(device)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -93,26 +118,24 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    import shutil
-
     import torch
 
     from .face_pipeline.detect import load_detector
-    from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
-    from .face_pipeline.align import as_rgb
-    from .face_pipeline.restore import CompiledNetwork, restore_crops
+    from .face_pipeline.errors import FaceInputError
+    from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+    from .face_pipeline.restore import CompiledNetwork
     from .gfpgan_arch import load_gfpgan
 
     files = _collect_inputs(args.inputs)
     if not files:
         raise UserError("no input images found")
     if not args.aligned and not args.detector:
-        raise UserError("--detector is required (or use --aligned for pre-aligned 512x512 face crops)")
+        raise UserError("--detector is required (or use --aligned for pre-aligned face crops)")
+    device = resolve_device(args.device)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
     network = CompiledNetwork(model.network) if args.compile else model.network
     detector = None if args.aligned else load_detector(args.detector, device=device)
@@ -129,7 +152,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
     )
-    counts = dict(restored=0, unchanged=0, skipped=0, unreadable=0)
+    counts = dict(restored=0, unchanged=0, skipped=0, unreadable=0, failed=0)
     written: set[Path] = set()
     for number, path in enumerate(files, 1):
         target = out_dir / path.name  # same stem and format as the input
@@ -147,32 +170,48 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print(f"\nskipped {path}: not a readable image", file=sys.stderr)
             counts["unreadable"] += 1
             continue
-        image, depth = read
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
         written.add(target)
-        if args.aligned:
-            rgb = as_rgb(tensor)
-            size = network.out_size
-            if rgb.shape[-2:] != (size, size):
-                rgb = torch.nn.functional.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
-            result = restore_crops(network, rgb, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
-                                   blend=args.blend)
-            _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
-            counts["restored"] += 1
-            continue
-        result = restore_faces_in_images(tensor, network, detector, parser, **settings)
-        if not result.faces.faces:
-            if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
-                shutil.copyfile(path, target)
-            print(f"\n{path}: no face found, written unchanged", file=sys.stderr)
-            counts["unchanged"] += 1
-            continue
-        _write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
-        counts["restored"] += 1
+        try:
+            outcome = _restore_file(path, target, read, network, detector, parser, settings, args)
+        except (FaceInputError, UserError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as error:
+            # about this one input (or too big for the device): report it and go on with the others
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            print(f"\nfailed {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+                  file=sys.stderr)
+            outcome = "failed"
+        counts[outcome] += 1
     _progress(len(files), len(files), "restoring")
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
     print(f"{out_dir}: {summary}")
-    return 1 if counts["unreadable"] else 0
+    return 1 if counts["unreadable"] or counts["failed"] else 0
+
+
+def _restore_file(path: Path, target: Path, read, network, detector, parser, settings: dict,
+                  args: argparse.Namespace) -> str:
+    """Restore one image file into ``target``; returns what happened to it (a key of the summary)."""
+    import shutil
+
+    import torch
+
+    from .face_pipeline.aligned import restore_aligned_crops
+    from .face_pipeline.pipeline import restore_faces_in_images
+
+    image, depth = read
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+    if args.aligned:
+        result = restore_aligned_crops(network, tensor, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
+                                       blend=args.blend, chunk_size=args.chunk)
+        _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
+        return "restored"
+    result = restore_faces_in_images(tensor, network, detector, parser, **settings)
+    if not result.faces.faces:
+        if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
+            shutil.copyfile(path, target)
+        print(f"\n{path}: no face found, written unchanged", file=sys.stderr)
+        return "unchanged"
+    _write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
+    return "restored"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -206,7 +245,8 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
 
 
 def download_release(file_name: str, target: Path) -> Path:
-    """Fetch an official file by its known URL into ``target``, checking its sha256 where we know it."""
+    """Fetch an official file by its known URL into ``target``, checking its sha256 where we know it
+    (and warning where we do not)."""
     import hashlib
     import urllib.request
 
@@ -232,6 +272,9 @@ def download_release(file_name: str, target: Path) -> Path:
         partial.unlink(missing_ok=True)
         raise UserError(f"{release.url}: sha256 mismatch (got {digest.hexdigest()}, expected {release.sha256})")
     partial.replace(target)
+    if not release.sha256:
+        print(f"warning: not verified: no known sha256 for {file_name}; {target} is whatever {release.url} served",
+              file=sys.stderr)
     return target
 
 
@@ -278,16 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--color-correction", action="store_true")
     restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    restore.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                         help="auto: bf16 on GPUs and CPUs with native bf16 (output PSNR vs fp32 ~60 dB), else fp32")
+    restore.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                         help="auto: bf16 on GPUs and CPUs with native bf16 (output PSNR vs fp32 ~60 dB), else fp32; "
+                         "no fp16: GFPGAN's decoder overflows it")
     restore.add_argument("--compile", action="store_true",
                          help="torch.compile the network: ~10%% faster per face on CPU after a one-off compile of about "
                               "a minute (needs a C++ compiler; falls back to uncompiled with a warning)")
-    restore.add_argument("--aligned", action="store_true", help="inputs are already-aligned face crops")
+    restore.add_argument("--aligned", action="store_true",
+                         help="inputs are already-aligned face crops (any size: each comes back in its own size, "
+                         "gray or alpha)")
     restore.add_argument("--overwrite", action="store_true")
     restore.add_argument("--download", action="store_true",
                          help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "
-                         "sha256-checked; never done without this flag")
+                         "sha256-checked where a hash is known (a warning says when it is not); never done without "
+                         "this flag")
     restore.set_defaults(run=cmd_restore)
 
     inspect = commands.add_parser("inspect", help="say what a weights file is")
@@ -305,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=cmd_make_test_model)
 
-    download = commands.add_parser("download", help="explicitly download an official weights file, sha256-checked")
+    download = commands.add_parser("download", help="explicitly download an official weights file, sha256-checked "
+                                   "where a hash is known (a warning says when it is not)")
     download.add_argument("name", help="file name, e.g. GFPGANv1.4.pth")
     download.add_argument("--dir", default="models", help="destination folder")
     download.add_argument("--overwrite", action="store_true")

@@ -29,6 +29,9 @@ class FaceModelError(Exception):
 # BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
 _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+# The smallest anchor the network matches faces to is 16 px (stride 8): a frame whose short side is below
+# that holds no face it can find, so such frames are faceless rather than errors.
+MIN_FRAME_SIDE = _MIN_SIZES[0][0]
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
 SELECTION_MODES = ("all", "largest", "center", "top_k")
@@ -59,6 +62,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
     """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
+    from ..gfpgan_arch import state_dict_mismatch
+
     path = Path(path)
     state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
     backbone = backbone_from_keys(state_dict)
@@ -68,10 +73,10 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Retin
             f"detection_mobilenet0.25_Final.pth layout)."
         )
     network = RetinaFaceNet(backbone)
-    try:
-        network.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {error}") from error
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {mismatch}")
+    network.load_state_dict(state_dict, strict=True)
     network.eval().requires_grad_(False).to(device)
     return RetinaFaceDetector(network, backbone, path)
 
@@ -111,8 +116,10 @@ def _to_network_input(images: torch.Tensor) -> torch.Tensor:
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         raise FaceInputError(f"detect_faces expects [B,3,H,W] RGB images, got {getattr(images, 'shape', type(images))}")
-    if images.shape[0] == 0 or images.shape[2] < 2 or images.shape[3] < 2:
-        raise FaceInputError(f"detect_faces got an empty batch or frame: {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise FaceInputError(f"detect_faces got an empty batch (0 frames): {tuple(images.shape)}")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise FaceInputError(f"detect_faces got frames of {images.shape[2]}x{images.shape[3]} pixels, which hold no image")
     if not images.is_floating_point():
         raise FaceInputError(f"detect_faces expects float images in 0..1, got {images.dtype}")
 
@@ -131,9 +138,12 @@ def detect_faces(
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
     0/None = full size); boxes and landmarks come back in full-size pixels.
     Faces are ordered by frame, then by descending score; ``affine`` is None.
+    Frames with a side under ``MIN_FRAME_SIDE`` pixels hold no findable face: none is reported.
     """
     _check_images(images)
     batch, _, height, width = images.shape
+    if min(height, width) < MIN_FRAME_SIDE:
+        return FaceBatch([], [(height, width)] * batch)
     scale = working_scale(height, width, working_size)
     dtype = next(detector.network.parameters()).dtype
     x = images.to(detector.device, dtype)

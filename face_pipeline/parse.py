@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..gfpgan_arch import state_dict_mismatch
 from .detect import FaceModelError, _read_weights
 from .errors import FaceInputError
 from .paste import gaussian_blur
@@ -53,13 +54,13 @@ def load_parser(path: str | Path, device: str | torch.device = "cpu") -> FacePar
     state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
     kind = "bisenet" if any(key.startswith("cp.resnet.") for key in state_dict) else "parsenet"
     network = _build(kind)
-    try:
-        network.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
         raise FaceModelError(
             f"{path}: not face-parsing weights (expected facexlib's parsing_parsenet.pth or parsing_bisenet.pth "
-            f"layout; read as {kind}): {error}"
-        ) from error
+            f"layout; read as {kind}): {mismatch}"
+        )
+    network.load_state_dict(state_dict, strict=True)
     return FaceParser(network.eval().requires_grad_(False).to(device), kind, path)
 
 

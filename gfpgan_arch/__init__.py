@@ -3,12 +3,23 @@
 from .clean import GFPGANv1Clean
 from .convert import convert_to_safetensors, describe_file
 from .detect import ArchSpec, ModelLoadError, detect_architecture
-from .load import LoadedGFPGAN, check_dtype, load_gfpgan, load_state_dict, network_from_state_dict
+from .load import (
+    DTYPE_CHOICES,
+    LoadedGFPGAN,
+    check_dtype,
+    compute_dtype,
+    load_gfpgan,
+    load_state_dict,
+    network_from_state_dict,
+    pickle_loading_is_safe,
+    state_dict_mismatch,
+)
 from .original import GFPGANv1
 from .releases import KNOWN_RELEASES, Release, find_release
 
 __all__ = [
     "ArchSpec",
+    "DTYPE_CHOICES",
     "GFPGANv1",
     "GFPGANv1Clean",
     "KNOWN_RELEASES",
@@ -16,6 +27,7 @@ __all__ = [
     "ModelLoadError",
     "Release",
     "check_dtype",
+    "compute_dtype",
     "convert_to_safetensors",
     "describe_file",
     "detect_architecture",
@@ -23,4 +35,6 @@ __all__ = [
     "load_gfpgan",
     "load_state_dict",
     "network_from_state_dict",
+    "pickle_loading_is_safe",
+    "state_dict_mismatch",
 ]

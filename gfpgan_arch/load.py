@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
+import pickletools
+import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +40,71 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path}: not a readable .safetensors file (truncated or corrupt?): {error}") from error
 
 
+_SAFE_TORCH = (2, 6)  # weights_only could be bypassed to run code before torch 2.6 (CVE-2025-32434)
+
+
+def pickle_loading_is_safe(version: str | None = None) -> bool:
+    """Whether this torch's ``weights_only`` unpickler is a security boundary: 2.6 final or later.
+
+    Parsed without ``packaging``: ``2.6.0+cu124`` and ``2.7.0a0`` pass, ``2.5.1`` and ``2.6.0a0+git...``
+    (a pre-release of 2.6, which may predate the fix) do not.
+    """
+    version = torch.__version__ if version is None else version
+    match = re.match(r"(\d+)\.(\d+)(?:\.\d+)*([^+]*)", str(version))
+    if not match:
+        return False
+    release = (int(match.group(1)), int(match.group(2)))
+    return release > _SAFE_TORCH or (release == _SAFE_TORCH and not match.group(3))
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file holds well-formed pickles, as ``pickletools`` reads them (it runs nothing):
+    tells a checkpoint that needs code from a file that is no pickle at all."""
+    try:
+        with contextlib.ExitStack() as stack:
+            if zipfile.is_zipfile(path):
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                handle = stack.enter_context(archive.open(next(n for n in archive.namelist() if n.endswith("data.pkl"))))
+                pickles = 1
+            else:  # a plain pickle, or torch's legacy format: magic number, protocol, system info, then the object
+                handle, pickles = stack.enter_context(open(path, "rb")), 4
+            for count in range(pickles):
+                if count and not handle.peek(1):
+                    break  # a plain pickle ends after its first
+                for _ in pickletools.genops(handle):
+                    pass
+    except Exception:  # anything zipfile or pickletools raise here means: no pickle
+        return False
+    return True
+
+
 def _read_pickle(path: Path) -> object:
+    if not pickle_loading_is_safe():
+        raise ModelLoadError(
+            f"{path}: refused to load: torch {torch.__version__} is older than 2.6, and before 2.6 a crafted .pth can "
+            "run code even through torch's weights-only loading (CVE-2025-32434). Use the .safetensors form of the "
+            "model (convert a trusted copy where torch >= 2.6 is installed), or update torch."
+        )
     # torch.load hands any "*.safetensors" name to safetensors: a pickle misnamed so goes in as a file object.
     by_name = path.suffix.lower() != ".safetensors"
     try:
-        if by_name:
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-        with open(path, "rb") as handle:
-            return torch.load(handle, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the error below says all there is to say
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            if by_name:
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            with open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=True)
+    except Exception as error:  # on a non-checkpoint torch.load raises nearly anything (KeyError, struct.error, ...)
+        cause = error.__context__ if isinstance(error, pickle.UnpicklingError) and error.__context__ else error
+        reason = f"{type(cause).__name__}: {str(cause).strip().split('. ')[0][:200]}"
+        if isinstance(error, pickle.UnpicklingError) and _is_pickle(path):
+            raise ModelLoadError(
+                f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
+                f"file is never executed. Convert a trusted copy to .safetensors first. ({reason})"
+            ) from error
         raise ModelLoadError(
-            f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
-            f"file is never executed. Convert a trusted copy to .safetensors first. ({str(error).splitlines()[0]})"
+            f"{path}: not a PyTorch checkpoint (truncated or corrupt, or another kind of file): {reason}"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ModelLoadError(f"{path}: not a readable PyTorch weights file (truncated or corrupt?): {error}") from error
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
@@ -117,19 +171,53 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
 
 
+DTYPE_CHOICES = ("auto", "fp32", "bf16")
+
+
+def compute_dtype(choice: str, bf16_supported: bool) -> torch.dtype:
+    """The dtype for a user's ``auto`` / ``fp32`` / ``bf16`` (CLI and nodes alike): ``auto`` is bfloat16 where
+    the device runs it natively (``bf16_supported``, the caller's answer for its device), else float32."""
+    if choice == "auto":
+        return torch.bfloat16 if bf16_supported else torch.float32
+    if choice == "fp16":
+        check_dtype(torch.float16)  # refused, with the reason
+    if choice not in DTYPE_CHOICES:
+        raise ModelLoadError(f"unknown dtype {choice!r}; use one of {', '.join(DTYPE_CHOICES)}")
+    return torch.float32 if choice == "fp32" else torch.bfloat16
+
+
+def _some(keys: list[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def state_dict_mismatch(network: nn.Module, state_dict: dict[str, torch.Tensor]) -> str | None:
+    """None if ``state_dict`` fits ``network`` exactly (keys and shapes), else a short account of how it
+    does not: counts and a few keys of each kind, never the whole list (files hold hundreds)."""
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    reshaped = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    parts = [
+        f"{len(keys)} {what} ({_some(keys)})"
+        for what, keys in (("missing tensors", missing), ("unexpected tensors", unexpected),
+                           ("tensors of other shapes (file vs network)", reshaped))
+        if keys
+    ]
+    return "; ".join(parts) or None
+
+
 def network_from_state_dict(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> tuple[nn.Module, str, dict]:
     """Detect the architecture of ``state_dict`` and return ``(network, arch, config)`` with the weights loaded."""
     spec = detect_architecture(state_dict, source=source)
     network = build_network(spec.name, spec.config)
-    try:
-        missing, unexpected = network.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but tensor shapes differ: {error}") from error
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"{source}: looks like {spec.name} {spec.config} but does not fit it: "
-            f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
-        )
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but does not fit it: {mismatch}.")
+    network.load_state_dict(state_dict, strict=True)
     return network.eval().requires_grad_(False), spec.name, spec.config
 
 

@@ -12,8 +12,6 @@ class Release:
     arch: str  # "GFPGANv1Clean", "GFPGANv1", "RetinaFace", "ParseNet"
     url: str
     sha256: str | None  # None where no verified hash is known to us
-    size_bytes: int | None = None
-    folder: str = "facerestore_models"  # ComfyUI model folder it belongs in
 
 
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
@@ -22,7 +20,7 @@ _FACEXLIB = "https://github.com/xinntao/facexlib/releases/download"
 KNOWN_RELEASES: tuple[Release, ...] = (
     Release(
         "GFPGANv1.4.pth", "1.4", "GFPGANv1Clean", f"{_GFPGAN}/v1.3.0/GFPGANv1.4.pth",
-        "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", 348_632_874,
+        "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
     ),
     Release(
         "GFPGANv1.3.pth", "1.3", "GFPGANv1Clean", f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",
@@ -36,15 +34,15 @@ KNOWN_RELEASES: tuple[Release, ...] = (
     Release("GFPGANv1.pth", "1", "GFPGANv1", f"{_GFPGAN}/v0.1.0/GFPGANv1.pth", None),
     Release(
         "detection_Resnet50_Final.pth", "resnet50", "RetinaFace", f"{_FACEXLIB}/v0.1.0/detection_Resnet50_Final.pth",
-        "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d", 109_497_761, folder="facedetection",
+        "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
     ),
     Release(
         "detection_mobilenet0.25_Final.pth", "mobilenet0.25", "RetinaFace",
-        f"{_FACEXLIB}/v0.1.0/detection_mobilenet0.25_Final.pth", None, folder="facedetection",
+        f"{_FACEXLIB}/v0.1.0/detection_mobilenet0.25_Final.pth", None,
     ),
     Release(
         "parsing_parsenet.pth", "parsenet", "ParseNet", f"{_FACEXLIB}/v0.2.2/parsing_parsenet.pth",
-        "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2", 85_331_193, folder="facedetection",
+        "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
     ),
 )
 

@@ -41,12 +41,9 @@ def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.N
 
 
 def _dtype(choice: str) -> torch.dtype:
-    if choice == "fp32":
-        return torch.float32
-    if choice == "bf16":
-        return torch.bfloat16
-    device = model_management.get_torch_device()
-    return torch.bfloat16 if model_management.should_use_bf16(device) else torch.float32
+    from ..gfpgan_arch import compute_dtype
+
+    return compute_dtype(choice, model_management.should_use_bf16(model_management.get_torch_device()))
 
 
 class LoadGFPGANModel(io.ComfyNode):

@@ -8,11 +8,13 @@ from safetensors.torch import load_file, save_file
 
 from comfyui_gfpgan.gfpgan_arch import (
     ModelLoadError,
+    compute_dtype,
     convert_to_safetensors,
     describe_file,
     find_release,
     load_gfpgan,
     load_state_dict,
+    pickle_loading_is_safe,
 )
 
 from factories import seeded_clean_network
@@ -100,6 +102,16 @@ def test_float16_is_refused_with_a_reason(tmp_path, small_state_dict):
         load_gfpgan(path, dtype=torch.float16)
 
 
+def test_one_dtype_chooser():
+    assert compute_dtype("auto", bf16_supported=True) == torch.bfloat16
+    assert compute_dtype("auto", bf16_supported=False) == torch.float32
+    assert compute_dtype("fp32", True) == torch.float32 and compute_dtype("bf16", False) == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="overflow half precision"):
+        compute_dtype("fp16", True)
+    with pytest.raises(ModelLoadError, match="unknown dtype 'int8'; use one of auto, fp32, bf16"):
+        compute_dtype("int8", True)
+
+
 def test_truncated_safetensors(tmp_path, small_state_dict):
     path = tmp_path / "cut.safetensors"
     save_file(small_state_dict, str(path))
@@ -133,19 +145,69 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_pickle_with_code_is_refused_and_never_executed(tmp_path):
+def _text_file(path, _state_dict):
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 348632874\n")
+
+
+def _hello_text(path, _state_dict):
+    path.write_text("hello world\n")  # the weights-only unpickler's KeyError
+
+
+def _random_bytes(path, _state_dict):
+    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes())
+
+
+def _truncated_zip(path, state_dict):
+    torch.save({"params_ema": state_dict}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+
+
+def _html_page(path, _state_dict):
+    path.write_text("<!DOCTYPE html><html><body>Not Found</body></html>")
+
+
+@pytest.mark.parametrize("make", [_text_file, _hello_text, _random_bytes, _truncated_zip, _html_page])
+def test_files_that_are_no_checkpoint_say_so(tmp_path, small_state_dict, make):
+    path = tmp_path / "GFPGANv1.4.pth"
+    make(path, small_state_dict)
+    with pytest.raises(ModelLoadError, match=r"not a PyTorch checkpoint \(truncated or corrupt, or another kind") as error:
+        load_state_dict(path)
+    assert str(path) in str(error.value) and "unpickle" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "plain pickle"])
+def test_checkpoints_that_need_code_say_so_and_never_run_it(tmp_path, layout):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"params_ema": {"x": torch.zeros(1)}, "payload": _Payload(marker)}, path)
-    assert not marker.exists()
-    with pytest.raises(ModelLoadError, match="never executed"):
+    payload = {"params_ema": {"x": torch.zeros(1)}, "payload": _Payload(marker)}
+    if layout == "plain pickle":
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=layout == "zip")
+    with pytest.raises(ModelLoadError, match="needs more than plain tensors to unpickle") as error:
         load_state_dict(path)
+    assert "never executed" in str(error.value) and "not a PyTorch checkpoint" not in str(error.value)
     assert not marker.exists()
-    raw = tmp_path / "raw.pth"  # a plain (non-zip) pickle stream
-    raw.write_bytes(pickle.dumps(_Payload(marker)))
-    with pytest.raises(ModelLoadError):
-        load_state_dict(raw)
-    assert not marker.exists()
+
+
+@pytest.mark.parametrize("version,safe", [("2.14.1+cu130", True), ("2.6.0", True), ("2.6.0+cu124", True),
+                                          ("2.7.0a0+git1234", True), ("10.0", True), ("2.5.1+cu121", False),
+                                          ("2.6.0a0+ecf3bae", False), ("2.6.0.dev20241112", False), ("2.1.2", False),
+                                          ("1.13.1", False), ("unknown", False)])
+def test_pickle_safety_follows_the_torch_version(version, safe):
+    assert pickle_loading_is_safe(version) is safe
+
+
+def test_old_torch_refuses_pth_but_reads_safetensors(tmp_path, small_state_dict, monkeypatch):
+    pth, safetensors = tmp_path / "model.pth", tmp_path / "model.safetensors"
+    torch.save({"params_ema": small_state_dict}, pth)
+    save_file(small_state_dict, str(safetensors))
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    with pytest.raises(ModelLoadError, match=r"torch 2\.5\.1\+cu121 is older than 2\.6.*CVE-2025-32434.*\.safetensors"):
+        load_state_dict(pth)
+    assert_same_tensors(load_state_dict(safetensors), small_state_dict)
+    monkeypatch.setattr(torch, "__version__", "2.6.0")
+    assert_same_tensors(load_state_dict(pth), small_state_dict)
 
 
 def test_foreign_files(tmp_path):
@@ -168,8 +230,15 @@ def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
     broken["conv_body_up.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
     path = tmp_path / "broken.safetensors"
     save_file(broken, str(path))
-    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"broken.safetensors: looks like GFPGANv1Clean .* does not fit it: 1 tensors "
+                       r"of other shapes \(file vs network\) \(conv_body_up\.0\.conv1\.weight \(3, 3, 3, 3\) vs"):
         load_gfpgan(path)
+    for key in list(broken)[:40]:
+        broken[f"extra.{key}"] = broken.pop(key)
+    save_file(broken, str(path))
+    with pytest.raises(ModelLoadError, match=r"40 missing tensors \(.* and 35 more\); 40 unexpected tensors") as error:
+        load_gfpgan(path)
+    assert len(str(error.value)) < 1200
 
 
 def test_release_table_names_official_files():

@@ -37,11 +37,86 @@ def test_restore_folder_keeps_names_and_passes_faceless_images(tmp_path, shared_
     assert "exists (use --overwrite)" in capsys.readouterr().err
 
 
-def test_aligned_crops(tmp_path, model):
-    crop = tmp_path / "face.png"
-    cv2.imwrite(str(crop), np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
-    assert main(["restore", str(crop), "-o", str(tmp_path / "out"), "--model", model, "--aligned"]) == 0
-    assert cv2.imread(str(tmp_path / "out" / "face.png")).shape == (512, 512, 3)
+def test_one_bad_frame_does_not_stop_the_batch(tmp_path, shared_dir, retinaface_weights, model, capsys, monkeypatch):
+    import comfyui_gfpgan.face_pipeline.pipeline as pipeline
+    from comfyui_gfpgan.face_pipeline.errors import FaceInputError
+
+    real = pipeline.restore_faces_in_images
+
+    def refuse_33_px_frames(images, *args, **kwargs):  # stands in for any error about one input
+        if images.shape[-1] == 33:
+            raise FaceInputError("images frame 0 contains NaN or infinite values")
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "restore_faces_in_images", refuse_33_px_frames)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(shared_dir / "images" / "astronaut.png", inputs / "a_astronaut.png")
+    cv2.imwrite(str(inputs / "b_dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(inputs / "c_line.png"), np.random.default_rng(0).integers(0, 255, (1, 640, 3), dtype=np.uint8))
+    cv2.imwrite(str(inputs / "d_bad.png"), np.zeros((33, 33, 3), np.uint8))
+    shutil.copy(shared_dir / "images" / "grace_hopper.jpg", inputs / "e_grace_hopper.jpg")
+    out = tmp_path / "out"
+    code = main(["restore", str(inputs), "-o", str(out), "--model", model, "--detector", str(retinaface_weights)])
+    captured = capsys.readouterr()
+    assert code == 1 and "2 restored, 2 unchanged, 1 failed" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["a_astronaut.png", "b_dot.png", "c_line.png", "e_grace_hopper.jpg"]
+    for tiny in ("b_dot.png", "c_line.png"):  # too small to hold a face: written unchanged
+        assert (out / tiny).read_bytes() == (inputs / tiny).read_bytes()
+    assert f"failed {inputs / 'd_bad.png'}: images frame 0 contains NaN" in captured.err
+    assert "empty" not in captured.err and "Traceback" not in captured.err
+    restored = cv2.imread(str(out / "e_grace_hopper.jpg"))
+    assert restored.shape == (600, 512, 3) and not np.array_equal(restored, cv2.imread(str(inputs / "e_grace_hopper.jpg")))
+
+
+@pytest.mark.parametrize("device,cuda_count,mps,message", [
+    ("nonsense", 0, False, "no device name; use cpu, cuda, cuda:N or mps"),
+    ("cuda", 0, False, "finds no CUDA device here"),
+    ("cuda:7", 2, False, "there are only 2 CUDA devices (cuda:0 to cuda:1)"),
+    ("mps", 0, False, "finds no MPS device here"),
+    ("mps:1", 0, True, "there is only 1 MPS device (mps:0 to mps:0)"),
+    ("meta", 0, False, "not a device this tool runs on"),
+])
+def test_device_is_checked_before_any_model_loads(tmp_path, monkeypatch, capsys, device, cuda_count, mps, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(out), "--model", str(tmp_path / "absent.pth"),
+                 "--detector", str(tmp_path / "absent.pth"), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"--device {device}" in err and "absent.pth" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_fp16_is_no_dtype_choice(tmp_path, model, capsys):
+    from comfyui_gfpgan import cli
+    from comfyui_gfpgan.gfpgan_arch import DTYPE_CHOICES
+
+    assert cli.DTYPE_CHOICES == DTYPE_CHOICES  # the CLI lists them without importing torch
+    with pytest.raises(SystemExit) as exit_:
+        main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--model", model, "--aligned", "--dtype", "fp16"])
+    assert exit_.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_aligned_crops_keep_their_size_grayness_and_alpha(tmp_path, model):
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "face.png"), rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    cv2.imwrite(str(inputs / "gray.png"), rng.integers(0, 255, (256, 256), dtype=np.uint8))
+    rgba = rng.integers(0, 255, (300, 300, 4), dtype=np.uint8)
+    cv2.imwrite(str(inputs / "alpha.png"), rgba)
+    out = tmp_path / "out"
+    assert main(["restore", str(inputs), "-o", str(out), "--model", model, "--aligned"]) == 0
+    assert cv2.imread(str(out / "face.png"), cv2.IMREAD_UNCHANGED).shape == (512, 512, 3)
+    assert cv2.imread(str(out / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (256, 256)
+    restored = cv2.imread(str(out / "alpha.png"), cv2.IMREAD_UNCHANGED)
+    assert restored.shape == (300, 300, 4) and np.array_equal(restored[:, :, 3], rgba[:, :, 3])
+    assert not np.array_equal(restored[:, :, :3], rgba[:, :, :3])
 
 
 @pytest.mark.parametrize("avx512_bf16,amx,expected", [(False, False, "float32"), (True, False, "bfloat16"),
@@ -91,6 +166,22 @@ def test_inspect_convert_and_errors(tmp_path, official_weight_files, retinaface_
                  "--detector", str(retinaface_weights)]) == 2
 
 
+@pytest.mark.parametrize("content,says", [
+    (b"<!DOCTYPE html><html>rate limited</html>", "not a PyTorch checkpoint"),
+    (b"hello world\n", "not a PyTorch checkpoint"),
+    (bytes(range(256)) * 16, "not a PyTorch checkpoint"),
+    (__import__("pickle").dumps(print), "needs more than plain tensors to unpickle"),
+])
+def test_unreadable_weights_are_one_line(tmp_path, retinaface_weights, capsys, content, says):
+    weights = tmp_path / "GFPGANv1.4.pth"
+    weights.write_bytes(content)
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "--model", str(weights),
+                 "--detector", str(retinaface_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and err.startswith(f"error: {weights}")
+
+
 def test_make_test_model_round_trips(tmp_path, capsys):
     path = tmp_path / "seeded.safetensors"
     assert main(["make-test-model", str(path), "--seed", "3"]) == 0
@@ -109,6 +200,40 @@ def test_download_is_explicit_and_offline_errors_say_where(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth" in err
     assert str(tmp_path / "GFPGANv1.4.pth") in err and not list(tmp_path.iterdir())
+
+
+class _Served:
+    """urlopen's answer, offline: these bytes."""
+
+    def __init__(self, data: bytes):
+        self.stream = __import__("io").BytesIO(data)
+
+    def read(self, size=-1):
+        return self.stream.read(size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_downloads_check_the_hash_and_warn_where_none_is_known(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    from comfyui_gfpgan.cli import build_parser
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kwargs: _Served(b"served bytes"))
+    assert main(["download", "detection_mobilenet0.25_Final.pth", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / "detection_mobilenet0.25_Final.pth").read_bytes() == b"served bytes"
+    err = capsys.readouterr().err
+    assert "warning: not verified: no known sha256 for detection_mobilenet0.25_Final.pth" in err
+    assert main(["download", "GFPGANv1.4.pth", "--dir", str(tmp_path)]) == 2  # known hash, other bytes
+    err = capsys.readouterr().err
+    assert "sha256 mismatch" in err and "not verified" not in err and not (tmp_path / "GFPGANv1.4.pth").exists()
+    assert not list(tmp_path.glob("*.part"))
+    restore_help = " ".join(build_parser()._subparsers._group_actions[0].choices["restore"].format_help().split())
+    assert "sha256-checked where a hash is known (a warning says when it is not)" in restore_help
 
 
 def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, retinaface_weights, capsys, monkeypatch):

@@ -233,8 +233,23 @@ def test_bad_detector_files_are_refused(tmp_path):
         load_detector(tmp_path / "absent.pth")
     truncated = tmp_path / "truncated.safetensors"
     save_file({"body.stage1.0.0.weight": torch.zeros(8, 3, 3, 3)}, str(truncated))
-    with pytest.raises(FaceModelError, match="do not fit"):
+    with pytest.raises(FaceModelError, match=r"do not fit the network: 299 missing tensors \(.* and 294 more\)") as error:
         load_detector(truncated)
+    assert len(str(error.value)) < 600  # a few keys, not all 299
+
+
+def test_a_detector_file_with_odd_tensors_names_a_few(tmp_path, retinaface_weights):
+    from safetensors.torch import load_file, save_file
+
+    state_dict = load_file(str(retinaface_weights))
+    state_dict["body.stage1.0.0.weight"] = torch.zeros(1, 3, 3, 3)
+    state_dict.update({f"extra.{i}": torch.zeros(1) for i in range(40)})
+    path = tmp_path / "odd.safetensors"
+    save_file(state_dict, str(path))
+    with pytest.raises(FaceModelError, match=r"40 unexpected tensors \(extra\.0, .* and 35 more\); 1 tensors of other "
+                       r"shapes \(file vs network\) \(body\.stage1\.0\.0\.weight \(1, 3, 3, 3\) vs \(8, 3, 3, 3\)\)") as error:
+        load_detector(path)
+    assert "missing" not in str(error.value)
 
 
 def test_bad_images_are_refused(detector):
@@ -242,6 +257,31 @@ def test_bad_images_are_refused(detector):
                    torch.rand(0, 3, 64, 64)):
         with pytest.raises(FaceInputError):
             detect_faces(detector, images)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 640), (640, 1), (15, 15), (15, 900)])
+def test_frames_too_small_for_a_face_hold_none(detector, height, width, monkeypatch):
+    monkeypatch.setattr(detector, "network", None)  # never run: there is nothing a 16 px anchor could match
+    faces = detect_faces(detector, torch.rand(2, 3, height, width))
+    assert len(faces) == 0 and faces.image_sizes == [(height, width)] * 2
+
+
+def test_the_smallest_frame_that_can_hold_a_face_is_searched(detector, astronaut_rgb):
+    from comfyui_gfpgan.face_pipeline.detect import MIN_FRAME_SIDE
+
+    # The README's face box (120 x 95), shrunk to a 40 x 32 frame: the smallest size at which this detector
+    # still found it (at 30 x 24 it no longer does), so MIN_FRAME_SIDE = 16 never hides a findable face.
+    face = as_batch(astronaut_rgb)[:, :, 57:177, 178:273]
+    small = F.interpolate(face, size=(40, 2 * MIN_FRAME_SIDE), mode="area")
+    assert len(detect_faces(detector, small, threshold=0.9, working_size=0)) == 1
+
+
+def test_empty_inputs_name_the_reason(detector):
+    with pytest.raises(FaceInputError, match=r"empty batch \(0 frames\)"):
+        detect_faces(detector, torch.rand(0, 3, 64, 64))
+    with pytest.raises(FaceInputError, match="frames of 0x64 pixels") as error:
+        detect_faces(detector, torch.rand(1, 3, 0, 64))
+    assert "empty" not in str(error.value)
 
 
 def test_landmark_smoothing_reduces_jitter():

@@ -34,6 +34,23 @@ def test_every_schema_is_complete_and_sane(nodes):
     assert len(ids) == 10
 
 
+def test_dtype_choice_uses_comfyui_bf16_answer_and_the_shared_chooser(nodes, monkeypatch):
+    import comfy.model_management as model_management
+
+    from comfyui_gfpgan.cli import _dtype as cli_dtype
+    from comfyui_gfpgan.gfpgan_arch import ModelLoadError
+    from comfyui_gfpgan.nodes.loaders import _dtype
+
+    asked = []
+    monkeypatch.setattr(model_management, "should_use_bf16", lambda device=None, **_: asked.append(device) or True)
+    assert _dtype("auto") == torch.bfloat16 and asked == [model_management.get_torch_device()]
+    monkeypatch.setattr(model_management, "should_use_bf16", lambda device=None, **_: False)
+    assert _dtype("auto") == torch.float32 and _dtype("bf16") == torch.bfloat16
+    for choose in (_dtype, lambda choice: cli_dtype(choice, "cpu")):  # one chooser: the same refusal in both
+        with pytest.raises(ModelLoadError, match="overflow half precision"):
+            choose("fp16")
+
+
 def test_extension_registers_folders_and_lists_nodes(nodes):
     import folder_paths
 

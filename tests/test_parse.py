@@ -102,6 +102,13 @@ def test_other_crop_sizes_are_parsed_at_512(bisenet):
     assert parse_face_masks(bisenet, torch.zeros(0, 3, 512, 512)).shape == (0, 512, 512)
 
 
+def test_a_detector_given_as_parser_is_named_in_a_few_keys(retinaface_weights):
+    with pytest.raises(FaceModelError, match=r"not face-parsing weights .*: \d+ missing tensors \(.* and \d+ more\); "
+                       r"300 unexpected tensors \(.* and 295 more\)$") as error:
+        load_parser(retinaface_weights)
+    assert len(str(error.value)) < 1000  # the whole key list was 18 KB
+
+
 def test_wrong_inputs_are_refused(tmp_path, bisenet):
     path = tmp_path / "not_parsenet.safetensors"
     save_file({"encoder.0.conv2d.weight": torch.zeros(1)}, str(path))

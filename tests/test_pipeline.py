@@ -138,6 +138,14 @@ def test_no_faces_and_mixed_batch(astronaut_rgb, detector):
     assert lean.crops.shape == lean.restored.shape == (0, 3, 512, 512) and len(lean.faces) == 2
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 3, 1, 640), (2, 4, 640, 1), (1, 1, 15, 900)])
+def test_frames_too_small_for_a_face_pass_through_bit_exact(shape, detector):
+    frames = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    result = restore_faces_in_images(frames, Constant(), detector)
+    assert torch.equal(result.images, frames) and len(result.faces) == 0 and result.frames_with_faces == []
+    assert result.masks.shape == (shape[0], *shape[-2:]) and result.masks.max() == 0
+
+
 def test_multi_face_composite(astronaut_rgb, grace_hopper_rgb, detector):
     frame = torch.zeros(1, 3, 700, 1200)
     frame[:, :, :512, :512] = to_batch(astronaut_rgb)

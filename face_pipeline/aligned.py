@@ -1,0 +1,33 @@
+"""Restore frames that are already aligned face crops (the CLI's ``--aligned``), keeping what they were given."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .align import as_rgb
+from .paste import _LUMA, _is_gray
+from .pipeline import validate_images
+from .restore import restore_crops
+
+
+def restore_aligned_crops(network: nn.Module, crops: torch.Tensor, **options) -> torch.Tensor:
+    """Restore ``[N,C,H,W]`` aligned face crops (C = 1, 3 or 4, 0..1) and return them as they came, as the full
+    pipeline returns frames: same size (resized to the network's and back), gray where they were gray, alpha kept.
+    ``options`` go to ``restore_crops``."""
+    validate_images(crops, "aligned crops")
+    size = getattr(network, "out_size", 512)
+    rgb = as_rgb(crops).float()
+    if rgb.shape[-2:] != (size, size):
+        rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
+    restored = restore_crops(network, rgb, **options).to(crops.device, torch.float32)
+    if restored.shape[-2:] != crops.shape[-2:]:
+        restored = F.interpolate(restored, size=crops.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+    color_channels = 1 if crops.shape[1] == 1 else 3
+    luma = torch.tensor(_LUMA, dtype=restored.dtype, device=restored.device).view(3, 1, 1)
+    out = torch.stack([
+        (face * luma).sum(dim=0, keepdim=True).expand(color_channels, -1, -1) if _is_gray(crop[:color_channels]) else face
+        for face, crop in zip(restored, crops)
+    ])
+    return torch.cat([out, crops[:, 3:].float()], dim=1).to(crops.dtype)

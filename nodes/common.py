@@ -62,6 +62,19 @@ def resolve_model_path(folder_key: str, name: str, arch: str) -> str:
     return folder_paths.get_full_path(folder_key, name)
 
 
+def file_fingerprint(folder_key: str, name: str) -> tuple | None:
+    """What changes when a model file is replaced on disk: its path, size and modification time.
+
+    A loader's ``fingerprint_inputs``: ComfyUI runs the loader again (instead of reusing its
+    cached model) when this differs from the last run. None when the file is missing.
+    """
+    path = folder_paths.get_full_path(folder_key, name) if name else None
+    if not path or not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return path, stat.st_size, stat.st_mtime_ns
+
+
 @dataclass
 class PatchedModel:
     """A network managed by ComfyUI's model management, plus what we know about it."""
@@ -155,12 +168,12 @@ def face_chunk_size(model: PatchedModel) -> int:
 
 T = TypeVar("T")
 FRAME_CHUNKS = (16, 4, 1)  # frames on the device at a time: the pipeline's default, then smaller after out-of-memory
-PREVIEW_FRAMES = 8  # frames a node shows on itself (each is written as a PNG, as core's Preview Image does)
+PREVIEW_FRAMES = 8  # frames a node shows on itself: each is written as a PNG, and a video has thousands
 
 
 def preview_ui(images: torch.Tensor, node: type) -> Any:
-    """The first frames of an IMAGE shown on the node itself, or None for an empty batch."""
-    return ui.PreviewImage(images[:PREVIEW_FRAMES], cls=node) if images.shape[0] else None
+    """The first frames of an IMAGE shown on the node itself (saved as temp PNGs, as core's Preview Image does)."""
+    return ui.PreviewImage(images[:PREVIEW_FRAMES], cls=node)
 
 
 def smaller_after_out_of_memory(attempts: Sequence[Callable[[], T]]) -> T:

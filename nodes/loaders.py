@@ -18,6 +18,7 @@ from .common import (
     CATEGORY,
     DETECTION_FOLDER,
     GFPGAN_FOLDER,
+    file_fingerprint,
     missing_model_message,
     patch,
     resolve_model_path,
@@ -74,6 +75,10 @@ class LoadGFPGANModel(io.ComfyNode):
         return missing_model_message(GFPGAN_FOLDER, model_name, "GFPGANv1Clean") or True
 
     @classmethod
+    def fingerprint_inputs(cls, model_name: str, **_) -> tuple | None:
+        return file_fingerprint(GFPGAN_FOLDER, model_name)  # a file replaced on disk is loaded again
+
+    @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
         return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_gfpgan, dtype=_dtype(dtype)))
 
@@ -98,6 +103,10 @@ class LoadFaceDetector(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, detector_name: str) -> bool | str:
         return missing_model_message(DETECTION_FOLDER, detector_name, "RetinaFace") or True
+
+    @classmethod
+    def fingerprint_inputs(cls, detector_name: str, **_) -> tuple | None:
+        return file_fingerprint(DETECTION_FOLDER, detector_name)  # a file replaced on disk is loaded again
 
     @classmethod
     def execute(cls, detector_name: str) -> io.NodeOutput:
@@ -125,6 +134,10 @@ class LoadFaceParser(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, parser_name: str) -> bool | str:
         return missing_model_message(DETECTION_FOLDER, parser_name, "ParseNet") or True
+
+    @classmethod
+    def fingerprint_inputs(cls, parser_name: str, **_) -> tuple | None:
+        return file_fingerprint(DETECTION_FOLDER, parser_name)  # a file replaced on disk is loaded again
 
     @classmethod
     def execute(cls, parser_name: str) -> io.NodeOutput:

@@ -274,3 +274,30 @@ def test_restore_faces_says_which_crops_a_model_needs(nodes, loaded):
     message = str(error.value)
     assert "restores 256x256" in message and "got 512x512" in message and "GFPGAN Face Restore" in message
     assert "use Detect Faces)" not in message  # Detect Faces makes 512 px crops: no help for this model
+
+
+def test_every_node_has_a_help_page_naming_its_inputs(nodes):
+    """ComfyUI's node library shows WEB_DIRECTORY/docs/<node id>.md in its help panel."""
+    import comfyui_gfpgan
+
+    docs = Path(comfyui_gfpgan.__file__).parent / comfyui_gfpgan.WEB_DIRECTORY / "docs"
+    infos = {node.GET_NODE_INFO_V1()["name"]: node for node in nodes.NODES}
+    assert {page.stem for page in docs.glob("*.md")} == set(infos)
+    for node_id, node in infos.items():
+        text = (docs / f"{node_id}.md").read_text()
+        assert text.startswith(f"# {node.GET_NODE_INFO_V1()['display_name']}\n"), node_id
+        missing = [name for name, *_ in node_inputs(node) if f"**{name}**" not in text]
+        assert not missing, f"{node_id}.md does not describe {missing}"
+
+
+def test_registry_metadata_is_complete():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    comfy, repository = config["tool"]["comfy"], config["project"]["urls"]["Repository"]
+    assert repository.startswith("https://github.com/") and repository.endswith("/comfyui-gfpgan")
+    assert comfy["DisplayName"] and "PublisherId" in comfy  # the publisher's id is filled in at publish time
+    icon = comfy["Icon"]
+    assert icon.startswith("https://raw.githubusercontent.com/") and (root / icon.split("/main/", 1)[1]).is_file()
+    assert comfy["requires-comfyui"] == ">=0.3.64"  # the oldest ComfyUI these tests ran against

@@ -6,6 +6,7 @@ need ComfyUI's ``comfy_api``) are imported only when ComfyUI asks for them.
 """
 
 __version__ = "0.1.0"
+WEB_DIRECTORY = "./web"  # ComfyUI serves it under /extensions/<folder>/: the node help pages in web/docs/<node_id>.md
 
 
 async def comfy_entrypoint():

@@ -1,20 +1,22 @@
-"""Shared plumbing for the nodes: ComfyUI folders, tensor layouts, devices, progress."""
+"""Shared plumbing for the nodes: ComfyUI folders, tensor layouts, devices, memory, progress."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
 import comfy.model_management as model_management
 import comfy.utils
+from comfy_api.v0_0_2 import ui
 import folder_paths
 from comfy.model_patcher import ModelPatcher
 
 from ..face_pipeline.restore import default_chunk_size
 from ..gfpgan_arch import KNOWN_RELEASES
+from .compat import free_memory, is_out_of_memory
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
 DETECTION_FOLDER = "facedetection"
@@ -60,6 +62,19 @@ def resolve_model_path(folder_key: str, name: str, arch: str) -> str:
     return folder_paths.get_full_path(folder_key, name)
 
 
+def file_fingerprint(folder_key: str, name: str) -> tuple | None:
+    """What changes when a model file is replaced on disk: its path, size and modification time.
+
+    A loader's ``fingerprint_inputs``: ComfyUI runs the loader again (instead of reusing its
+    cached model) when this differs from the last run. None when the file is missing.
+    """
+    path = folder_paths.get_full_path(folder_key, name) if name else None
+    if not path or not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return path, stat.st_size, stat.st_mtime_ns
+
+
 @dataclass
 class PatchedModel:
     """A network managed by ComfyUI's model management, plus what we know about it."""
@@ -67,10 +82,35 @@ class PatchedModel:
     patcher: ModelPatcher
     info: Any = None  # LoadedGFPGAN, RetinaFaceDetector or FaceParser (their .network is patcher.model)
 
-    def on_device(self) -> torch.nn.Module:
-        """Load onto ComfyUI's compute device (evicting other models if needed) and return the network."""
-        model_management.load_models_gpu([self.patcher])
+    @property
+    def network(self) -> torch.nn.Module:
         return self.patcher.model
+
+
+def load_on_device(*models: PatchedModel | None) -> None:
+    """Put every model a node needs on ComfyUI's compute device, in one ``load_models_gpu`` call.
+
+    One call, so that loading a later model cannot evict an earlier one; fully, as core's
+    upscaler does, because a partial load leaves plain modules' weights on the offload device.
+    ``None`` (an optional model not given) is skipped.
+    """
+    present = [model for model in models if model is not None]
+    model_management.load_models_gpu([model.patcher for model in present], force_full_load=True)
+    for model in present:
+        _ensure_on_load_device(model.patcher)
+
+
+def _ensure_on_load_device(patcher: ModelPatcher) -> None:
+    device = patcher.load_device
+    tensors = [*patcher.model.parameters(), *patcher.model.buffers()]
+    if all(t.device == device for t in tensors):
+        return
+    # Dynamic VRAM (on by default in late 2026) can leave weights of modules not built from
+    # ComfyUI's ops where they were even after a full load; core's upscaler moves them itself.
+    patcher.model.to(device)
+    stray = sorted({str(t.device) for t in [*patcher.model.parameters(), *patcher.model.buffers()]} - {str(device)})
+    if stray:
+        raise RuntimeError(f"{type(patcher.model).__name__} did not move to {device} (weights left on {', '.join(stray)})")
 
 
 def patch(network: torch.nn.Module, info: Any) -> PatchedModel:
@@ -117,10 +157,35 @@ def on_compute_device(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(device) if needed < model_management.get_free_memory(device) else tensor
 
 
-def face_chunk_size(device: torch.device, dtype: torch.dtype) -> int:
+def face_chunk_size(model: PatchedModel) -> int:
     """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32)."""
-    if device.type != "cuda":
-        return default_chunk_size(device)
-    per_face = 0.35e9 * (0.5 if dtype == torch.bfloat16 else 1.0)
-    free = model_management.get_free_memory(device)
+    parameter = next(model.network.parameters())
+    if parameter.device.type != "cuda":
+        return default_chunk_size(parameter.device)
+    per_face = 0.35e9 * (0.5 if parameter.dtype == torch.bfloat16 else 1.0)
+    free = free_memory(model.patcher, parameter.device)
     return int(max(1, min(32, free * 0.8 // per_face)))
+
+
+T = TypeVar("T")
+FRAME_CHUNKS = (16, 4, 1)  # frames on the device at a time: the pipeline's default, then smaller after out-of-memory
+PREVIEW_FRAMES = 8  # frames a node shows on itself: each is written as a PNG, and a video has thousands
+
+
+def preview_ui(images: torch.Tensor, node: type) -> Any:
+    """The first frames of an IMAGE shown on the node itself (saved as temp PNGs, as core's Preview Image does)."""
+    return ui.PreviewImage(images[:PREVIEW_FRAMES], cls=node)
+
+
+def smaller_after_out_of_memory(attempts: Sequence[Callable[[], T]]) -> T:
+    """The first attempt's result; after an out-of-memory error (as ComfyUI tells one), cached
+    memory is freed and the next, smaller attempt runs. The last attempt's error propagates
+    (so ComfyUI shows its own out-of-memory advice); every other error, and Cancel, at once."""
+    for attempt in attempts[:-1]:
+        try:
+            return attempt()
+        except Exception as error:  # Cancel is a BaseException from ComfyUI 0.38 on, an Exception before
+            if not is_out_of_memory(error):
+                raise
+        model_management.soft_empty_cache()
+    return attempts[-1]()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from comfy_api.v0_0_2 import io
 
 from ..face_pipeline.detect import SELECTION_MODES
@@ -10,7 +12,19 @@ from ..face_pipeline.paste import MASK_MODES, paste_faces
 from ..face_pipeline.pipeline import DetectSettings, as_rgb, find_faces_in_frames
 from ..face_pipeline.preview import draw_faces
 from ..face_pipeline.restore import NOISE_MODES, restore_crops
-from .common import CATEGORY, face_chunk_size, on_compute_device, progress_callback, to_bchw, to_bhwc
+from .compat import schema_extras
+from .common import (
+    CATEGORY,
+    FRAME_CHUNKS,
+    face_chunk_size,
+    load_on_device,
+    on_compute_device,
+    preview_ui,
+    progress_callback,
+    smaller_after_out_of_memory,
+    to_bchw,
+    to_bhwc,
+)
 from .loaders import FaceDetector, FaceParser, GFPGANModel
 
 Faces = io.Custom("FACES")
@@ -48,6 +62,7 @@ class DetectFaces(io.ComfyNode):
             node_id="GFPGANDetectFaces",
             display_name="Detect Faces (GFPGAN)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["detect faces", "face detection", "find faces", "retinaface", "face crop"]),
             description="Finds faces with RetinaFace and crops each to the 512 px FFHQ alignment GFPGAN expects.",
             inputs=[
                 io.Image.Input("image", tooltip="Images to search for faces"),
@@ -66,14 +81,17 @@ class DetectFaces(io.ComfyNode):
     @classmethod
     def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
                 working_size, landmark_smoothing=0.0) -> io.NodeOutput:
-        face_detector.on_device()
+        load_on_device(face_detector)
         frames = to_bchw(image)
         settings = DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
                                   max_face_size=max_face_size, working_size=working_size, smoothing=landmark_smoothing)
-        faces, crops = find_faces_in_frames(frames, face_detector.info, settings,
-                                            on_progress=progress_callback(frames.shape[0]))
-        preview = draw_faces(as_rgb(frames), faces)
-        return io.NodeOutput(faces, to_bhwc(crops), to_bhwc(preview))
+        progress = progress_callback(frames.shape[0])
+        faces, crops = smaller_after_out_of_memory([
+            partial(find_faces_in_frames, frames, face_detector.info, settings, frames_per_chunk=n, on_progress=progress)
+            for n in FRAME_CHUNKS
+        ])
+        preview = to_bhwc(draw_faces(as_rgb(frames), faces))
+        return io.NodeOutput(faces, to_bhwc(crops), preview, ui=preview_ui(preview, cls))
 
 
 class RestoreFaces(io.ComfyNode):
@@ -83,6 +101,9 @@ class RestoreFaces(io.ComfyNode):
             node_id="GFPGANRestoreFaces",
             display_name="Restore Face Crops (GFPGAN)",
             category=CATEGORY,
+            **schema_extras(search_aliases=[
+                "gfpgan", "restore faces", "face restore", "restore face crops", "face fix",
+            ]),
             description="Runs GFPGAN on aligned 512x512 face crops, in batches on ComfyUI's device.",
             inputs=[
                 GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
@@ -95,21 +116,30 @@ class RestoreFaces(io.ComfyNode):
 
     @classmethod
     def execute(cls, gfpgan_model, face_crops, fidelity, noise, seed) -> io.NodeOutput:
-        network = gfpgan_model.on_device()
+        load_on_device(gfpgan_model)
         crops = to_bchw(face_crops)
         if crops.shape[0] == 0:
             return io.NodeOutput(face_crops.clone())
         if crops.shape[1] != 3:
             raise ValueError(f"face crops must be RGB, got {crops.shape[1]} channels")
-        size = network.out_size
+        size = gfpgan_model.network.out_size
         if crops.shape[-2:] != (size, size):
-            raise ValueError(f"face crops must be {size}x{size} (use Detect Faces), got {tuple(crops.shape[-2:])}")
-        parameter = next(network.parameters())
-        restored = restore_crops(
-            network, crops, fidelity=fidelity, noise=noise, seed=seed,
-            chunk_size=face_chunk_size(parameter.device, parameter.dtype), on_chunk=progress_callback(crops.shape[0]),
-        )
+            raise ValueError(crop_size_message(size, tuple(crops.shape[-2:])))
+        progress = progress_callback(crops.shape[0])
+        restored = smaller_after_out_of_memory([
+            partial(restore_crops, gfpgan_model.network, crops, fidelity=fidelity, noise=noise, seed=seed,
+                    chunk_size=chunk, on_chunk=progress)
+            for chunk in (face_chunk_size(gfpgan_model), 1)
+        ])
         return io.NodeOutput(to_bhwc(restored))
+
+
+def crop_size_message(size: int, got: tuple[int, int]) -> str:
+    """Why crops of size ``got`` do not fit a network restoring ``size`` px faces, and what to do."""
+    if size == 512:
+        return f"face crops must be 512x512 (use Detect Faces), got {got[1]}x{got[0]}"
+    return (f"this GFPGAN model restores {size}x{size} face crops, got {got[1]}x{got[0]}; Detect Faces makes "
+            f"512x512 crops, so use GFPGAN Face Restore, which aligns the faces at the model's size")
 
 
 def paste_inputs() -> list:
@@ -136,7 +166,8 @@ def noise_inputs() -> list:
     return [
         io.Combo.Input("noise", options=list(NOISE_MODES), default="fixed",
                        tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="Noise seed for 'seeded'"),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True,
+                     tooltip="Noise seed for 'seeded'"),
     ]
 
 
@@ -162,6 +193,7 @@ class PasteFaces(io.ComfyNode):
             node_id="GFPGANPasteFaces",
             display_name="Paste Faces Back (GFPGAN)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["paste faces", "face paste", "blend faces back", "gfpgan"]),
             description="Warps restored crops back into the images and blends them in. Give an upscaled copy as "
             "target_image to detect on the small image and paste into the big one.",
             inputs=[
@@ -180,18 +212,22 @@ class PasteFaces(io.ComfyNode):
         frames = to_bchw(image)
         if frames.shape[0] != len(faces.image_sizes) or tuple(frames.shape[-2:]) != tuple(faces.image_sizes[0]):
             raise ValueError("image does not match the images the faces were detected in (size or batch differs)")
-        restored = on_compute_device(to_bchw(restored_crops))
+        restored = to_bchw(restored_crops)
         if restored.shape[0] != len(faces):
             raise ValueError(f"{len(faces)} faces but {restored.shape[0]} restored crops")
-        parse_masks = None
         if mask_type == "parsing":
             if face_parser is None:
                 raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
-            face_parser.on_device()
-            parse_masks = parse_face_masks(face_parser.info, restored)
+            load_on_device(face_parser)
         targets = None if target_image is None else to_bchw(target_image)
-        pasted, masks = paste_faces(
-            frames, faces, restored, mask=mask_type, parse_masks=parse_masks, feather=feather,
-            color_correction=color_correction, blend=blend, targets=targets,
-        )
+
+        def paste(crops):
+            parse_masks = parse_face_masks(face_parser.info, crops) if mask_type == "parsing" else None
+            return paste_faces(frames, faces, crops, mask=mask_type, parse_masks=parse_masks, feather=feather,
+                               color_correction=color_correction, blend=blend, targets=targets)
+
+        # on the compute device where the crops fit, else (or after running out of memory there) on the CPU
+        pasted, masks = smaller_after_out_of_memory([
+            lambda: paste(on_compute_device(restored)), lambda: paste(restored.cpu()),
+        ])
         return io.NodeOutput(pasted.movedim(1, -1).contiguous(), masks)

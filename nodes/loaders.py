@@ -13,10 +13,12 @@ import comfy.model_management as model_management
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..gfpgan_arch import LoadedGFPGAN, load_gfpgan, network_from_state_dict
+from .compat import schema_extras
 from .common import (
     CATEGORY,
     DETECTION_FOLDER,
     GFPGAN_FOLDER,
+    file_fingerprint,
     missing_model_message,
     patch,
     resolve_model_path,
@@ -53,6 +55,7 @@ class LoadGFPGANModel(io.ComfyNode):
             node_id="GFPGANModelLoader",
             display_name="Load GFPGAN Model",
             category=CATEGORY,
+            **schema_extras(search_aliases=["gfpgan", "load gfpgan", "face restore model", "facerestore model"]),
             description="Loads GFPGAN weights (v1.2/v1.3/v1.4 or the original v1) from models/facerestore_models "
             "or models/gfpgan. The network is detected from the file; .pth files are read without unpickling code.",
             inputs=[
@@ -69,6 +72,10 @@ class LoadGFPGANModel(io.ComfyNode):
         return missing_model_message(GFPGAN_FOLDER, model_name, "GFPGANv1Clean") or True
 
     @classmethod
+    def fingerprint_inputs(cls, model_name: str, **_) -> tuple | None:
+        return file_fingerprint(GFPGAN_FOLDER, model_name)  # a file replaced on disk is loaded again
+
+    @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
         return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_gfpgan, dtype=_dtype(dtype)))
 
@@ -80,6 +87,7 @@ class LoadFaceDetector(io.ComfyNode):
             node_id="GFPGANFaceDetectorLoader",
             display_name="Load Face Detector (RetinaFace)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["retinaface", "face detector", "face detection model", "facexlib"]),
             description="Loads RetinaFace weights (detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth) "
             "from models/facedetection or models/facexlib.",
             inputs=[
@@ -94,6 +102,10 @@ class LoadFaceDetector(io.ComfyNode):
         return missing_model_message(DETECTION_FOLDER, detector_name, "RetinaFace") or True
 
     @classmethod
+    def fingerprint_inputs(cls, detector_name: str, **_) -> tuple | None:
+        return file_fingerprint(DETECTION_FOLDER, detector_name)  # a file replaced on disk is loaded again
+
+    @classmethod
     def execute(cls, detector_name: str) -> io.NodeOutput:
         return _load_from_folder(DETECTION_FOLDER, detector_name, "RetinaFace", load_detector)
 
@@ -105,6 +117,7 @@ class LoadFaceParser(io.ComfyNode):
             node_id="GFPGANFaceParserLoader",
             display_name="Load Face Parser (ParseNet / BiSeNet)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["parsenet", "bisenet", "face parsing", "face parser"]),
             description="Loads facexlib face-parsing weights (parsing_parsenet.pth or parsing_bisenet.pth; the network "
             "is told from the file) from models/facedetection or models/facexlib, for blend masks that follow the "
             "face outline.",
@@ -120,6 +133,10 @@ class LoadFaceParser(io.ComfyNode):
         return missing_model_message(DETECTION_FOLDER, parser_name, "ParseNet") or True
 
     @classmethod
+    def fingerprint_inputs(cls, parser_name: str, **_) -> tuple | None:
+        return file_fingerprint(DETECTION_FOLDER, parser_name)  # a file replaced on disk is loaded again
+
+    @classmethod
     def execute(cls, parser_name: str) -> io.NodeOutput:
         return _load_from_folder(DETECTION_FOLDER, parser_name, "ParseNet", load_parser)
 
@@ -131,6 +148,7 @@ class GFPGANFromUpscaleModel(io.ComfyNode):
             node_id="GFPGANFromUpscaleModel",
             display_name="GFPGAN Model from Upscale Model",
             category=CATEGORY,
+            **schema_extras(search_aliases=["gfpgan", "upscale model to gfpgan", "spandrel gfpgan"]),
             description="Uses a GFPGAN file loaded with the core Load Upscale Model node (models/upscale_models) "
             "as a GFPGAN_MODEL for these nodes.",
             inputs=[

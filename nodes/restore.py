@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from comfy_api.v0_0_2 import io
 
 from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
-from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw
+from .compat import schema_extras
+from .common import (
+    CATEGORY,
+    FRAME_CHUNKS,
+    face_chunk_size,
+    load_on_device,
+    progress_callback,
+    smaller_after_out_of_memory,
+    to_bchw,
+)
 from .faces import (
     detection_inputs,
     fidelity_input,
@@ -25,6 +36,9 @@ class GFPGANFaceRestore(io.ComfyNode):
             node_id="GFPGANFaceRestore",
             display_name="GFPGAN Face Restore",
             category=CATEGORY,
+            **schema_extras(search_aliases=[
+                "face restore", "gfpgan", "restore faces", "face fix", "fix faces", "face enhance", "facerestore", "restore face",
+            ]),
             description="Finds every face, restores it with GFPGAN and blends it back. The defaults reproduce the "
             "official GFPGANer result; images without faces pass through unchanged.",
             inputs=[
@@ -47,23 +61,22 @@ class GFPGANFaceRestore(io.ComfyNode):
                 landmark_smoothing=0.0, target_image=None, face_parser=None) -> io.NodeOutput:
         if mask_type == "parsing" and face_parser is None:
             raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
-        network = gfpgan_model.on_device()
-        face_detector.on_device()
-        parser = None
-        if face_parser is not None:
-            face_parser.on_device()
-            parser = face_parser.info
-        parameter = next(network.parameters())
-        result = restore_faces_in_images(
-            to_bchw(image), network, face_detector.info, parser,
-            detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
-                                  max_face_size=max_face_size, working_size=working_size,
-                                  smoothing=landmark_smoothing),
-            restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed,
-                                    chunk_size=face_chunk_size(parameter.device, parameter.dtype)),
-            paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),
-            targets=None if target_image is None else to_bchw(target_image),
-            on_progress=progress_callback(image.shape[0]),
-        )
-        return io.NodeOutput(result.images.movedim(1, -1).contiguous(), result.masks)
+        parser = face_parser if mask_type == "parsing" else None
+        load_on_device(gfpgan_model, face_detector, parser)
+        progress = progress_callback(image.shape[0])
 
+        def run(frames_per_chunk: int, chunk_size: int):
+            return restore_faces_in_images(
+                to_bchw(image), gfpgan_model.network, face_detector.info, None if parser is None else parser.info,
+                detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k,
+                                      min_face_size=min_face_size, max_face_size=max_face_size,
+                                      working_size=working_size, smoothing=landmark_smoothing),
+                restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size),
+                paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),
+                targets=None if target_image is None else to_bchw(target_image),
+                frames_per_chunk=frames_per_chunk, on_progress=progress,
+            )
+
+        chunk = face_chunk_size(gfpgan_model)
+        result = smaller_after_out_of_memory([partial(run, n, chunk if n == FRAME_CHUNKS[0] else 1) for n in FRAME_CHUNKS])
+        return io.NodeOutput(result.images.movedim(1, -1).contiguous(), result.masks)

@@ -18,10 +18,11 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..face_pipeline.faces import FaceBatch
+from .compat import schema_extras, segs_type
 from .common import CATEGORY, to_bchw
 from .faces import Faces
 
-SEGS = io.Custom("SEGS")
+SEGS = segs_type()
 
 # Same name, fields and default as Impact Pack's own SEG, so its nodes read ours by attribute.
 SEG = namedtuple(
@@ -72,6 +73,7 @@ class FacesToSEGS(io.ComfyNode):
             node_id="GFPGANFacesToSEGS",
             display_name="Faces to SEGS (GFPGAN)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["segs", "faces to segs", "impact pack", "face segs"]),
             description="Turns the faces of one frame into Impact Pack SEGS (label 'face', mask = face box), e.g. "
             "for a detailer that redraws the faces GFPGAN found.",
             inputs=[
@@ -102,6 +104,7 @@ class FilterFacesBySEGS(io.ComfyNode):
             node_id="GFPGANFilterFacesBySEGS",
             display_name="Keep Faces inside SEGS (GFPGAN)",
             category=CATEGORY,
+            **schema_extras(search_aliases=["segs", "filter faces", "impact pack", "select faces"]),
             description="Keeps the detected faces whose centre lies inside an Impact Pack segment (the same regions "
             "in every frame), with their crops, so Impact's detectors and SEGS filters choose which faces to "
             "restore. SEGS have no landmarks, so faces still come from Detect Faces.",

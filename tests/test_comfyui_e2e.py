@@ -45,8 +45,11 @@ def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_
         pytest.skip("set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI")
     comfy_dir = Path(comfy_dir)
     link = comfy_dir / "custom_nodes" / "comfyui-gfpgan"
-    if not link.exists():
+    made_link = not link.exists() and not link.is_symlink()
+    if made_link:
         link.symlink_to(REPO_ROOT)
+    elif link.resolve() != REPO_ROOT:
+        pytest.skip(f"{link} is another copy of the pack ({link.resolve()}); this test runs the one at {REPO_ROOT}")
     root = tmp_path_factory.mktemp("comfyui")
     models = root / "models"
     for folder in ("facerestore", "facexlib", "upscale"):
@@ -88,13 +91,16 @@ def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_
                 if process.poll() is not None:
                     pytest.fail(f"ComfyUI exited: {(root / 'comfyui.log').read_text()[-3000:]}")
                 time.sleep(1)
-        yield {"url": url, "log": root / "comfyui.log", "outputs": outputs}
+        yield {"url": url, "log": root / "comfyui.log", "outputs": outputs, "models": models}
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if made_link:  # only the link this test made; a user's own checkout or link stays
+            link.unlink()
 
 
-def _run(comfyui, workflow: dict, timeout: float = 300) -> dict:
+def _run_entry(comfyui, workflow: dict, timeout: float = 300) -> dict:
+    """The history entry of a finished, successful run of ``workflow``."""
     prompt_id = _request(f"{comfyui['url']}/prompt", {"prompt": workflow, "client_id": "e2e"})["prompt_id"]
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -102,9 +108,18 @@ def _run(comfyui, workflow: dict, timeout: float = 300) -> dict:
         if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
             entry = history[prompt_id]
             assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-2000:]
-            return entry["outputs"]
+            return entry
         time.sleep(1)
     pytest.fail("workflow did not finish in time")
+
+
+def _run(comfyui, workflow: dict, timeout: float = 300) -> dict:
+    return _run_entry(comfyui, workflow, timeout)["outputs"]
+
+
+def _cached_nodes(entry: dict) -> set[str]:
+    """The nodes of a run that ComfyUI answered from its cache instead of running them."""
+    return {node for kind, data in entry["status"]["messages"] if kind == "execution_cached" for node in data["nodes"]}
 
 
 def _load(name: str) -> dict:
@@ -158,9 +173,14 @@ def test_workflows_are_listed_as_the_packs_templates(comfyui):
 def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
     import cv2
 
-    outputs = _run(comfyui, _load(name))
+    workflow = _load(name)
+    outputs = _run(comfyui, workflow)
     files = _saved_images(comfyui, outputs)
     assert len(files) == 1
+    for node_id, node in workflow.items():
+        if node["class_type"] == "GFPGANDetectFaces":  # its detection preview, shown on the node
+            shown = outputs[node_id]["images"]
+            assert len(shown) == 1 and shown[0]["type"] == "temp" and shown[0]["filename"].endswith(".png")
     result = cv2.imread(str(files[0]))
     original = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))
     assert result.shape == (original.shape[0] * scale, original.shape[1] * scale, 3)
@@ -182,6 +202,26 @@ def test_image_without_faces_passes_through(comfyui, name):
     files = _saved_images(comfyui, _run(comfyui, workflow))
     original = cv2.imread(str(comfyui["outputs"].parent / "input" / "no_face.png"))
     assert len(files) == 1 and np.array_equal(cv2.imread(str(files[0])), original)
+
+
+def test_help_pages_are_served(comfyui):
+    """The node library's help panel reads /extensions/<pack folder>/docs/<node id>.md."""
+    for page in (REPO_ROOT / "web" / "docs").glob("*.md"):
+        with urllib.request.urlopen(f"{comfyui['url']}/extensions/comfyui-gfpgan/docs/{page.name}", timeout=30) as r:
+            assert r.read().decode() == page.read_text()
+
+
+def test_replaced_model_file_is_loaded_again(comfyui):
+    """A loader's cached model is reused until its file changes on disk (same name, new file)."""
+    workflow = _load("gfpgan_restore_simple")
+    loaders = {node["class_type"]: key for key, node in workflow.items() if node["class_type"].endswith("Loader")}
+    _run(comfyui, workflow)
+    assert {loaders["GFPGANModelLoader"], loaders["GFPGANFaceDetectorLoader"]} <= _cached_nodes(_run_entry(comfyui, workflow))
+    weights = comfyui["models"] / "facerestore" / "GFPGANv1.4-seeded.pth"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as when a file is copied over it
+    cached = _cached_nodes(_run_entry(comfyui, workflow))
+    assert loaders["GFPGANModelLoader"] not in cached and loaders["GFPGANFaceDetectorLoader"] in cached
 
 
 def test_missing_model_is_refused_when_queued(comfyui):

@@ -110,13 +110,29 @@ def test_modular_chain_equals_all_in_one(nodes, loaded, astronaut_rgb):
     assert torch.allclose(one_step, pasted, atol=2e-3) and torch.allclose(one_mask, mask, atol=1e-4)
 
 
-def test_all_in_one_passes_faceless_frames_and_keeps_alpha(nodes, loaded, astronaut_rgb):
+def test_all_in_one_passes_faceless_frames_through(nodes, loaded):
     model, detector = loaded
     blank = torch.rand(1, 64, 80, 4)
     out, mask = nodes.GFPGANFaceRestore.execute(
         blank, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0, 640, "fixed", 0
     ).result
     assert torch.equal(out, blank) and mask.shape == (1, 64, 80) and mask.max() == 0
+
+
+@pytest.mark.slow
+def test_all_in_one_restores_the_face_of_an_rgba_image_and_keeps_its_alpha(nodes, loaded, astronaut_rgb):
+    model, detector = loaded
+    rgb = comfy_image(astronaut_rgb)
+    alpha = torch.rand(1, 512, 512, 1, generator=torch.Generator().manual_seed(0))
+    out, mask = nodes.GFPGANFaceRestore.execute(
+        torch.cat([rgb, alpha], dim=-1), model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0,
+        640, "fixed", 0,
+    ).result
+    assert out.shape == (1, 512, 512, 4) and torch.equal(out[..., 3:], alpha)  # alpha kept exactly
+    face, outside = mask[0] > 0.5, mask[0] == 0
+    assert face.float().mean() > 0.02
+    assert (out[0, ..., :3][face] - rgb[0][face]).abs().mean() > 0.02  # the face was restored
+    assert torch.equal(out[0, ..., :3][outside], rgb[0][outside])
 
 
 def test_paste_rejects_mismatched_inputs(nodes, loaded, astronaut_rgb):

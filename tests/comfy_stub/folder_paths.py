@@ -4,6 +4,7 @@ import os
 import tempfile
 
 models_dir = os.environ.get("GFPGAN_TEST_MODELS_DIR") or tempfile.mkdtemp(prefix="comfy_models_")
+temp_directory = tempfile.mkdtemp(prefix="comfy_temp_")
 folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {}
 
 
@@ -32,3 +33,12 @@ def get_full_path(folder_name: str, filename: str) -> str | None:
         if os.path.isfile(path):
             return path
     return None
+
+
+def set_temp_directory(temp_dir: str) -> None:
+    global temp_directory
+    temp_directory = temp_dir
+
+
+def get_temp_directory() -> str:
+    return temp_directory

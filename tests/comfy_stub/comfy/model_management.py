@@ -1,12 +1,14 @@
-"""Test stand-in for comfy.model_management: CPU only, records what was loaded, honours Cancel as ComfyUI does."""
+"""Test stand-in for comfy.model_management (as of ComfyUI 0.38): CPU only, records what was loaded
+and how, tells out-of-memory errors as ComfyUI does, honours Cancel as ComfyUI does."""
 
 import torch
 
 loaded_models: list = []
+load_calls: list[dict] = []  # one entry per load_models_gpu call: its patchers and keywords
 interrupt_processing = False
 
 
-class InterruptProcessingException(Exception):
+class InterruptProcessingException(BaseException):  # a BaseException since 0.38, so `except Exception` passes it
     pass
 
 
@@ -22,7 +24,7 @@ def intermediate_device() -> torch.device:
     return torch.device("cpu")
 
 
-def should_use_bf16(device=None, **_) -> bool:
+def should_use_bf16(device=None, model_params=0, prioritize_performance=True, manual_cast=False) -> bool:
     return False
 
 
@@ -30,7 +32,19 @@ def get_free_memory(dev=None, torch_free_too=False) -> int:
     return 8 << 30
 
 
-def load_models_gpu(models, **_) -> None:
+def soft_empty_cache(force=False) -> None:
+    pass
+
+
+def is_oom(e) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, getattr(torch, "AcceleratorError", RuntimeError)) and "out of memory" in str(e).lower()
+    )
+
+
+def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                    force_full_load=False) -> None:
+    load_calls.append({"models": list(models), "force_full_load": force_full_load})
     for patcher in models:
         patcher.model.to(patcher.load_device)
         loaded_models.append(patcher)

@@ -7,10 +7,14 @@ Inputs keep their widget options as attributes of the same names as ComfyUI's, a
 
 from __future__ import annotations
 
+import os
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 
 def _pruned(values: dict) -> dict:
@@ -61,6 +65,7 @@ Int = _comfy_type("INT")
 Boolean = _comfy_type("BOOLEAN")
 String = _comfy_type("STRING")
 UpscaleModel = _comfy_type("UPSCALE_MODEL")
+SEGS = _comfy_type("SEGS")
 Combo = type("Combo", (), {"io_type": "COMBO", "Input": _ComboInput, "Output": _comfy_type("COMBO").Output})
 
 
@@ -76,6 +81,7 @@ class Schema:
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     description: str = ""
+    search_aliases: list = field(default_factory=list)  # ComfyUI 0.38
     is_output_node: bool = False
 
     def validate(self) -> None:
@@ -123,13 +129,35 @@ class ComfyNode:
             "description": schema.description,
             "category": schema.category,
             "output_node": schema.is_output_node,
+            "search_aliases": schema.search_aliases,
         }
 
 
 io = SimpleNamespace(
     Schema=Schema, ComfyNode=ComfyNode, NodeOutput=NodeOutput, Custom=Custom,
-    Image=Image, Mask=Mask, UpscaleModel=UpscaleModel, Float=Float, Int=Int, Boolean=Boolean, String=String, Combo=Combo,
+    Image=Image, Mask=Mask, UpscaleModel=UpscaleModel, SEGS=SEGS, Float=Float, Int=Int, Boolean=Boolean, String=String, Combo=Combo,
 )
+
+
+class PreviewImage:
+    """Saves the images as temp PNGs (8 bits, as ComfyUI does) and lists them for the node's UI."""
+
+    def __init__(self, image, animated: bool = False, cls=None, **kwargs):
+        import folder_paths
+        from PIL import Image as PILImage
+
+        self.values, self.animated = [], animated
+        for index, frame in enumerate(image):
+            name = f"ComfyUI_temp_{uuid.uuid4().hex[:8]}_{index:05}_.png"
+            pixels = np.clip(255.0 * frame.cpu().numpy(), 0, 255).astype(np.uint8)
+            PILImage.fromarray(pixels).save(os.path.join(folder_paths.get_temp_directory(), name), compress_level=1)
+            self.values.append({"filename": name, "subfolder": "", "type": "temp"})
+
+    def as_dict(self) -> dict:
+        return {"images": self.values, "animated": (self.animated,)}
+
+
+ui = SimpleNamespace(PreviewImage=PreviewImage)
 
 
 class ComfyExtension(ABC):

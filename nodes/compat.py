@@ -1,0 +1,45 @@
+"""Every ComfyUI API newer than the oldest supported release (0.3.64) that the nodes use, probed here.
+
+Each probe names the release that has it, and falls back to what 0.3.64 offers, so one pack
+loads from 0.3.64 (tested) through 0.8.0 (tested) to 0.38.x (read from its source). Probes run
+at call time, not import time, so tests can take a feature away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from comfy_api.v0_0_2 import io
+
+import comfy.model_management as model_management
+
+
+def schema_extras(search_aliases: list[str]) -> dict[str, Any]:
+    """Schema keywords this ComfyUI accepts; ``search_aliases`` arrived after 0.8.0 (0.38.x has it)."""
+    fields = {f.name for f in dataclasses.fields(io.Schema)} if dataclasses.is_dataclass(io.Schema) else set()
+    return {"search_aliases": search_aliases} if "search_aliases" in fields else {}
+
+
+def segs_type() -> Any:
+    """Core's ``io.SEGS`` (io_type "SEGS", the name Impact Pack uses; 0.3.64 has it already), else our own."""
+    return getattr(io, "SEGS", None) or io.Custom("SEGS")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """ComfyUI's own test where it has one (``is_oom``, after 0.8.0: also accelerator errors that
+    say out of memory); before that, core caught ``torch.cuda.OutOfMemoryError`` only."""
+    is_oom = getattr(model_management, "is_oom", None)
+    if is_oom is not None:
+        return bool(is_oom(error))
+    return isinstance(error, torch.cuda.OutOfMemoryError)
+
+
+def free_memory(patcher: Any, device: torch.device) -> int:
+    """Bytes free for work on ``device``: the ModelPatcher's count where it offers one (after 0.8.0;
+    with dynamic VRAM it adds what ComfyUI can reclaim), else ``get_free_memory``."""
+    own = getattr(patcher, "get_free_memory", None)
+    if own is not None:
+        return int(own(device))
+    return int(model_management.get_free_memory(device))

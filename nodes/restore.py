@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
+from ..face_pipeline.detect import GFPGANER_MIN_EYE_DISTANCE
+from ..face_pipeline.pipeline import PasteSettings, RestoreSettings, restore_faces_in_images
 from .common import CATEGORY, face_chunk_size, progress_callback, to_bchw
 from .faces import (
+    detect_settings,
     detection_inputs,
+    extra_detection_inputs,
     fidelity_input,
     noise_inputs,
     optional_paste_inputs,
@@ -37,6 +40,7 @@ class GFPGANFaceRestore(io.ComfyNode):
                 *noise_inputs(),
                 smoothing_input(),
                 *optional_paste_inputs(),
+                *extra_detection_inputs(),
             ],
             outputs=paste_outputs(),
         )
@@ -44,7 +48,10 @@ class GFPGANFaceRestore(io.ComfyNode):
     @classmethod
     def execute(cls, image, gfpgan_model, face_detector, fidelity, blend, mask_type, feather, color_correction,
                 threshold, selection, top_k, min_face_size, max_face_size, working_size, noise, seed,
-                landmark_smoothing=0.0, target_image=None, face_parser=None) -> io.NodeOutput:
+                landmark_smoothing=0.0, target_image=None, face_parser=None,
+                min_eye_distance=GFPGANER_MIN_EYE_DISTANCE, order="score", face_indices="") -> io.NodeOutput:
+        detect = detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size,
+                                 landmark_smoothing, min_eye_distance, order, face_indices)
         if mask_type == "parsing" and face_parser is None:
             raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
         network = gfpgan_model.on_device()
@@ -56,9 +63,7 @@ class GFPGANFaceRestore(io.ComfyNode):
         parameter = next(network.parameters())
         result = restore_faces_in_images(
             to_bchw(image), network, face_detector.info, parser,
-            detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
-                                  max_face_size=max_face_size, working_size=working_size,
-                                  smoothing=landmark_smoothing),
+            detect=detect,
             restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed,
                                     chunk_size=face_chunk_size(parameter.device, parameter.dtype)),
             paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),

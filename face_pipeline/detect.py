@@ -212,6 +212,13 @@ def parse_face_indices(indices: str | Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
+def check_number(name: str, value, whole: bool = False) -> None:
+    """FaceInputError unless ``value`` is a finite real number (a whole one if ``whole``); bools are not numbers."""
+    if (not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value)
+            or (whole and value != int(value))):
+        raise FaceInputError(f"{name} must be a {'whole ' if whole else ''}number, got {value!r}")
+
+
 def check_selection(
     mode: str = "all", top_k: int = 1, min_size: float = 0, max_size: float = 0, min_eye_distance: float = 0,
     order: str = "score",
@@ -223,8 +230,7 @@ def check_selection(
         raise FaceInputError(f"unknown face order {order!r}; use one of {', '.join(FACE_ORDERS)}")
     for name, value in (("top_k", top_k), ("min_face_size", min_size), ("max_face_size", max_size),
                         ("min_eye_distance", min_eye_distance)):
-        if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
-            raise FaceInputError(f"{name} must be a number, got {value!r}")
+        check_number(name, value, whole=name == "top_k")
     if top_k < 1:
         raise FaceInputError(f"top_k must be at least 1, got {top_k}")
     if min_size < 0 or max_size < 0 or min_eye_distance < 0:
@@ -297,7 +303,8 @@ def _iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def check_smoothing(strength: float) -> None:
-    if not isinstance(strength, Real) or isinstance(strength, bool) or not 0.0 <= strength < 1.0:
+    check_number("smoothing strength", strength)
+    if not 0.0 <= strength < 1.0:
         raise FaceInputError(f"smoothing strength must lie in [0, 1), got {strength!r}")
 
 

@@ -8,9 +8,7 @@ device.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
-from numbers import Real
 from typing import Callable
 
 import torch
@@ -20,6 +18,7 @@ from .align import align_faces, as_rgb
 from .detect import (
     GFPGANER_MIN_EYE_DISTANCE,
     RetinaFaceDetector,
+    check_number,
     check_selection,
     check_smoothing,
     detect_faces,
@@ -52,12 +51,11 @@ class DetectSettings:
     face_indices: str | tuple[int, ...] = ""  # positions in that order, e.g. "0", "0,2", "1-3"; "" = all
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threshold, Real) or isinstance(self.threshold, bool) or not 0 <= self.threshold < 1:
+        check_number("detection threshold", self.threshold)
+        if not 0 <= self.threshold < 1:
             raise FaceInputError(f"detection threshold must lie in [0, 1), got {self.threshold!r}")
-        for name in ("top_k", "min_face_size", "max_face_size", "working_size"):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value != int(value):
-                raise FaceInputError(f"{name} must be a whole number, got {value!r}")
+        for name in ("min_face_size", "max_face_size", "working_size"):
+            check_number(name, getattr(self, name), whole=True)
         if self.working_size < 0:
             raise FaceInputError(f"working_size must be 0 (full size) or a positive short side, got {self.working_size}")
         check_selection(self.selection, self.top_k, self.min_face_size, self.max_face_size, self.min_eye_distance,

@@ -37,7 +37,7 @@ CASES = {  # name: (height, width, faces per frame, frames, face widths in px or
     # small faces in big frames: those a 640 px working size missed (defect 8)
     "four_small_faces": (2048, 2048, 4, 1, (70, 80, 90, 100)),
     "eight_small_faces": (2160, 3840, 8, 1, (70, 80, 90, 100) * 2),
-    "eight_tiny_faces": (2160, 3840, 8, 1, (30, 35, 40, 45) * 2),  # still found by GFPGANer (eyes 13-20 px apart)
+    "eight_tiny_faces": (2160, 3840, 8, 1, (30, 35, 40, 45) * 2),  # GFPGANer finds all 8 (at full size)
 }
 # The shared photos and their face boxes as shared/README.md lists them.
 PHOTOS = (("astronaut.png", (177.9, 56.8, 273.1, 177.2)), ("grace_hopper.jpg", (177.7, 106.5, 353.9, 327.7)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from numbers import Real
 from pathlib import Path
@@ -34,6 +34,7 @@ _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
+_PIXELS_PER_PASS = 2 * 3840 * 2160  # working-image pixels per network pass (~1 GB peak at full size)
 SELECTION_MODES = ("all", "largest", "center", "top_k")
 # How the faces of a frame are ordered before ``face_indices`` picks positions in that order (ReActor's idea).
 FACE_ORDERS = ("score", "size", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top")
@@ -133,7 +134,7 @@ def detect_faces(
     working_size: int | None = 0,
     nms_threshold: float = 0.4,
 ) -> FaceBatch:
-    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size) in one forward pass.
+    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size), batched (big frames a few per pass).
 
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
     0/None = full size, as GFPGANer detects); boxes and landmarks come back in full-size pixels.
@@ -142,6 +143,15 @@ def detect_faces(
     _check_images(images)
     batch, _, height, width = images.shape
     scale = working_scale(height, width, working_size)
+    # Full-size detection of a 3840x2160 frame peaks at ~0.5 GB: big frames go through a few at a time.
+    frames_per_pass = max(1, int(_PIXELS_PER_PASS // (height * width * scale * scale)))
+    if batch > frames_per_pass:
+        found: list[FaceRecord] = []
+        for start in range(0, batch, frames_per_pass):
+            part = detect_faces(detector, images[start : start + frames_per_pass], threshold=threshold,
+                                working_size=working_size, nms_threshold=nms_threshold)
+            found += [replace(face, image_index=face.image_index + start) for face in part.faces]
+        return FaceBatch(found, [(height, width)] * batch)
     dtype = next(detector.network.parameters()).dtype
     x = images.to(detector.device, dtype)
     if scale < 1.0:

@@ -380,3 +380,24 @@ def test_bfloat16_detector_finds_the_same_face(retinaface_weights, astronaut_rgb
     reference = detect_faces(load_detector(retinaface_weights), as_batch(astronaut_rgb))
     assert len(faces) == 1 and torch.allclose(faces.faces[0].landmarks.as_tensor(),
                                               reference.faces[0].landmarks.as_tensor(), atol=3)
+
+
+def test_big_batches_go_through_in_passes_with_the_same_faces(detector, astronaut_rgb, monkeypatch):
+    import comfyui_gfpgan.face_pipeline.detect as detect
+
+    image = as_batch(astronaut_rgb)
+    frames = torch.cat([image, torch.zeros_like(image), image.flip(-1), image, torch.zeros_like(image)])
+    whole = detect_faces(detector, frames)
+    calls = []
+    network = detector.network.forward
+    monkeypatch.setattr(detector.network, "forward", lambda x: calls.append(x.shape[0]) or network(x))
+    monkeypatch.setattr(detect, "_PIXELS_PER_PASS", 2 * 512 * 512)  # two of these frames per pass
+    passes = detect_faces(detector, frames)
+    assert calls == [2, 2, 1]
+    assert [f.image_index for f in passes.faces] == [f.image_index for f in whole.faces] == [0, 2, 3]
+    assert passes.image_sizes == whole.image_sizes
+    for ours, reference in zip(passes.faces, whole.faces):
+        assert ours.box == pytest.approx(reference.box, abs=1e-3) and ours.score == pytest.approx(reference.score)
+    calls.clear()
+    detect_faces(detector, frames, working_size=256)  # a quarter of the pixels: all five in one pass
+    assert calls == [5]

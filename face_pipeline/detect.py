@@ -313,6 +313,7 @@ def _iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def check_smoothing(strength: float) -> None:
+    """FaceInputError unless ``strength`` lies in [0, 1) (1 would freeze every face at its first frame)."""
     check_number("smoothing strength", strength)
     if not 0.0 <= strength < 1.0:
         raise FaceInputError(f"smoothing strength must lie in [0, 1), got {strength!r}")

@@ -147,7 +147,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = dict(
         detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
                               min_face_size=args.min_face, max_face_size=args.max_face,
-                              working_size=args.working_size),
+                              working_size=args.working_size, min_eye_distance=args.min_eye_distance,
+                              order=args.order, face_indices=args.face_indices),
         restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
         paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
@@ -299,6 +300,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
+
     parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -312,12 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--blend", type=float, default=1.0, help="image-space visibility of the restored face, 0..1")
     restore.add_argument("--noise", choices=("fixed", "seeded"), default="fixed")
     restore.add_argument("--seed", type=int, default=0)
-    restore.add_argument("--threshold", type=float, default=0.97, help="face detection confidence")
-    restore.add_argument("--select", choices=("all", "largest", "center", "top_k"), default="all")
+    restore.add_argument("--threshold", type=float, default=0.97, help="face detection confidence, in [0, 1)")
+    restore.add_argument("--select", choices=SELECTION_MODES, default="all")
     restore.add_argument("--top-k", type=int, default=1)
     restore.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this (pixels)")
     restore.add_argument("--max-face", type=int, default=0, help="ignore faces larger than this (pixels; 0 = no limit)")
-    restore.add_argument("--working-size", type=int, default=640, help="detection short side (0 = full size)")
+    restore.add_argument("--min-eye-distance", type=float, default=GFPGANER_MIN_EYE_DISTANCE,
+                         help="ignore faces whose eyes are closer than this (pixels; GFPGANer's 5 by default)")
+    restore.add_argument("--order", choices=FACE_ORDERS, default="score",
+                         help="how each image's faces are ordered for --face-indices")
+    restore.add_argument("--face-indices", default="",
+                         help="keep only these positions in that order: 0 | 0,2 | 1-3 (default: all)")
+    restore.add_argument("--working-size", type=int, default=0,
+                         help="detection short side (0 = full size, as GFPGANer; smaller is faster but misses small faces)")
     restore.add_argument("--color-correction", action="store_true")
     restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")

@@ -29,32 +29,31 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GFPGAN_TEST_ASSETS", ROOT.parent / "shared"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-CASES = {  # name: (height, width, faces per frame, frames)
-    "one_face": (512, 512, 1, 1),
-    "four_faces": (2048, 2048, 4, 1),
-    "eight_faces": (2160, 3840, 8, 1),
-    "batch_32_faces": (2160, 3840, 8, 4),
+CASES = {  # name: (height, width, faces per frame, frames, face widths in px or None = as large as fits)
+    "one_face": (512, 512, 1, 1, None),
+    "four_faces": (2048, 2048, 4, 1, None),
+    "eight_faces": (2160, 3840, 8, 1, None),
+    "batch_32_faces": (2160, 3840, 8, 4, None),
+    # small faces in big frames: those a 640 px working size missed (defect 8)
+    "four_small_faces": (2048, 2048, 4, 1, (70, 80, 90, 100)),
+    "eight_small_faces": (2160, 3840, 8, 1, (70, 80, 90, 100) * 2),
+    "eight_tiny_faces": (2160, 3840, 8, 1, (30, 35, 40, 45) * 2),  # GFPGANer finds all 8 (at full size)
 }
+# The shared photos and their face boxes as shared/README.md lists them.
+PHOTOS = (("astronaut.png", (177.9, 56.8, 273.1, 177.2)), ("grace_hopper.jpg", (177.7, 106.5, 353.9, 327.7)))
 
 
 def compose(case: str) -> np.ndarray:
-    """``[frames, H, W, 3]`` uint8 RGB: the shared photos tiled at face-friendly scales on a gray frame."""
+    """``[frames, H, W, 3]`` uint8 RGB: the shared photos tiled on a gray frame (tests/factories.tile_photos)."""
     import cv2
 
-    height, width, faces, frames = CASES[case]
-    photos = [cv2.imread(str(SHARED / "images" / n))[:, :, ::-1] for n in ("astronaut.png", "grace_hopper.jpg")]
+    from factories import tile_photos
+
+    height, width, faces, frames, face_widths = CASES[case]
+    photos = [(cv2.imread(str(SHARED / "images" / name))[:, :, ::-1], box) for name, box in PHOTOS]
     if case == "one_face":
-        return photos[0][None].copy()
-    canvas = np.full((height, width, 3), 128, np.uint8)
-    columns = 4 if faces > 4 else 2
-    rows = -(-faces // columns)
-    cell_h, cell_w = height // rows, width // columns
-    for index in range(faces):
-        photo = photos[index % 2]
-        scale = min(cell_h / photo.shape[0], cell_w / photo.shape[1]) * 0.95
-        tile = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        y, x = (index // columns) * cell_h, (index % columns) * cell_w
-        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        return photos[0][0][None].copy()
+    canvas, _ = tile_photos(photos, height, width, faces, face_widths)
     return np.stack([canvas] * frames)
 
 
@@ -65,7 +64,8 @@ def sync(device: str) -> None:
 
 def run_ours(case: str, device: str, dtype: str, compiled: bool) -> dict:
     from comfyui_gfpgan.face_pipeline.align import align_faces
-    from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector
+    from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector, select_faces
+    from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
     from comfyui_gfpgan.face_pipeline.paste import paste_faces
     from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, default_chunk_size, restore_crops
     from comfyui_gfpgan.gfpgan_arch.testing import seeded_clean_network
@@ -80,6 +80,7 @@ def run_ours(case: str, device: str, dtype: str, compiled: bool) -> dict:
         sync(device)
         compile_time = time.perf_counter() - start
     detector = load_detector(SHARED / "weights" / "retinaface_mobilenet0.25.safetensors", device)
+    settings = DetectSettings()  # the defaults: GFPGANer's detection (full size, 0.97, eyes >= 5 px apart)
     frames = torch.from_numpy(compose(case)).permute(0, 3, 1, 2).float() / 255
     times: dict[str, float] = {}
 
@@ -93,7 +94,9 @@ def run_ours(case: str, device: str, dtype: str, compiled: bool) -> dict:
 
     def pipeline():
         images = stage("upload", lambda: frames.to(device))
-        faces = stage("detect", lambda: detect_faces(detector, images))
+        faces = stage("detect", lambda: select_faces(
+            detect_faces(detector, images, threshold=settings.threshold, working_size=settings.working_size),
+            min_eye_distance=settings.min_eye_distance))
         faces, crops = stage("align", lambda: align_faces(images, faces))
         restored = stage("restore", lambda: restore_crops(network, crops))  # the default chunk size
         result, _ = stage("paste", lambda: paste_faces(images, faces, restored))
@@ -209,12 +212,18 @@ def main() -> None:
     if args.child:
         return measure(args)
 
+    from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
+
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    defaults = DetectSettings()
+    size = "full size" if not defaults.working_size else f"short side {defaults.working_size} px"
+    print(f"detection: both at {size}, confidence {defaults.threshold}, eyes >= {defaults.min_eye_distance} px apart "
+          "(ours: the default DetectSettings; the same work as GFPGANer's)")
     bf16 = args.device.startswith("cuda") or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     outputs = Path(tempfile.mkdtemp(prefix="gfpgan_bench_"))
     fp32_file, bf16_file = str(outputs / "fp32.pt"), str(outputs / "bf16.pt")
     for case in args.cases:
-        h, w, per_frame, frames = CASES[case]
+        h, w, per_frame, frames, _ = CASES[case]
         print(f"\n== {case}: {frames} frame(s) of {w}x{h}, {per_frame} face(s) each")
         runs = {"reference": child(case, "reference", args.device)}
         if not args.no_parse_baseline:

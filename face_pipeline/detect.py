@@ -10,8 +10,11 @@ The numbers follow facexlib's ``RetinaFace.detect_faces`` (BGR means, variances,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from numbers import Real
 from pathlib import Path
 
 import torch
@@ -34,7 +37,12 @@ _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 MIN_FRAME_SIDE = _MIN_SIZES[0][0]
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
+_PIXELS_PER_PASS = 2 * 3840 * 2160  # working-image pixels per network pass (~1 GB peak at full size)
 SELECTION_MODES = ("all", "largest", "center", "top_k")
+# How the faces of a frame are ordered before ``face_indices`` picks positions in that order (ReActor's idea).
+FACE_ORDERS = ("score", "size", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top")
+GFPGANER_MIN_EYE_DISTANCE = 5.0  # GFPGANer drops faces whose eyes are closer than this (facexlib eye_dist_threshold)
+_MAX_FACE_INDEX = 9999  # "1-99999999" would only build a huge tuple; no frame holds that many faces
 
 
 @dataclass
@@ -130,13 +138,13 @@ def detect_faces(
     images: torch.Tensor,
     *,
     threshold: float = 0.97,
-    working_size: int | None = 640,
+    working_size: int | None = 0,
     nms_threshold: float = 0.4,
 ) -> FaceBatch:
-    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size) in one forward pass.
+    """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size), batched (big frames a few per pass).
 
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
-    0/None = full size); boxes and landmarks come back in full-size pixels.
+    0/None = full size, as GFPGANer detects); boxes and landmarks come back in full-size pixels.
     Faces are ordered by frame, then by descending score; ``affine`` is None.
     Frames with a side under ``MIN_FRAME_SIDE`` pixels hold no findable face: none is reported.
     """
@@ -145,6 +153,15 @@ def detect_faces(
     if min(height, width) < MIN_FRAME_SIDE:
         return FaceBatch([], [(height, width)] * batch)
     scale = working_scale(height, width, working_size)
+    # Full-size detection of a 3840x2160 frame peaks at ~0.5 GB: big frames go through a few at a time.
+    frames_per_pass = max(1, int(_PIXELS_PER_PASS // (height * width * scale * scale)))
+    if batch > frames_per_pass:
+        found: list[FaceRecord] = []
+        for start in range(0, batch, frames_per_pass):
+            part = detect_faces(detector, images[start : start + frames_per_pass], threshold=threshold,
+                                working_size=working_size, nms_threshold=nms_threshold)
+            found += [replace(face, image_index=face.image_index + start) for face in part.faces]
+        return FaceBatch(found, [(height, width)] * batch)
     dtype = next(detector.network.parameters()).dtype
     x = images.to(detector.device, dtype)
     if scale < 1.0:
@@ -194,6 +211,67 @@ def _eye_distance(face: FaceRecord) -> float:
     return math.hypot(rx - lx, ry - ly)
 
 
+def parse_face_indices(indices: str | Sequence[int]) -> tuple[int, ...]:
+    """Positions to keep, sorted and unique: ``"0"``, ``"0,2"``, ``"1-3"`` (inclusive), ``"0, 2-4"``; ``""`` = all."""
+    if isinstance(indices, str):
+        values: list[int] = []
+        for part in indices.split(",") if indices.strip() else []:
+            match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if match is None:
+                raise FaceInputError(f"face indices {indices!r}: {part.strip()!r} is not an index (0, 2) or a range (1-3)")
+            first, last = int(match[1]), int(match[2] or match[1])
+            if last < first:
+                raise FaceInputError(f"face indices {indices!r}: the range {part.strip()!r} runs backwards")
+            if last > _MAX_FACE_INDEX:
+                raise FaceInputError(f"face indices {indices!r}: {last} is beyond {_MAX_FACE_INDEX}")
+            values.extend(range(first, last + 1))
+    else:
+        values = list(indices)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_FACE_INDEX for v in values):
+            raise FaceInputError(f"face indices must be whole numbers from 0 to {_MAX_FACE_INDEX}, got {indices!r}")
+    return tuple(sorted(set(values)))
+
+
+def check_number(name: str, value, whole: bool = False) -> None:
+    """FaceInputError unless ``value`` is a finite real number (a whole one if ``whole``); bools are not numbers."""
+    if (not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value)
+            or (whole and value != int(value))):
+        raise FaceInputError(f"{name} must be a {'whole ' if whole else ''}number, got {value!r}")
+
+
+def check_selection(
+    mode: str = "all", top_k: int = 1, min_size: float = 0, max_size: float = 0, min_eye_distance: float = 0,
+    order: str = "score",
+) -> None:
+    """FaceInputError for selection settings that cannot select anything meaningful."""
+    if mode not in SELECTION_MODES:
+        raise FaceInputError(f"unknown face selection {mode!r}; use one of {', '.join(SELECTION_MODES)}")
+    if order not in FACE_ORDERS:
+        raise FaceInputError(f"unknown face order {order!r}; use one of {', '.join(FACE_ORDERS)}")
+    for name, value in (("top_k", top_k), ("min_face_size", min_size), ("max_face_size", max_size),
+                        ("min_eye_distance", min_eye_distance)):
+        check_number(name, value, whole=name == "top_k")
+    if top_k < 1:
+        raise FaceInputError(f"top_k must be at least 1, got {top_k}")
+    if min_size < 0 or max_size < 0 or min_eye_distance < 0:
+        raise FaceInputError(
+            f"face size limits must not be negative (min_face_size {min_size}, max_face_size {max_size}, "
+            f"min_eye_distance {min_eye_distance})"
+        )
+    if max_size and min_size > max_size:
+        raise FaceInputError(f"min_face_size {min_size} is above max_face_size {max_size}: no face can be both")
+
+
+def _order_key(order: str, height: int, width: int):
+    """Sort key (ascending) that puts a frame's faces in ``order``."""
+    if order == "score":
+        return lambda f: -f.score
+    if order == "size":
+        return lambda f: -_clipped_area(f, height, width)
+    axis, sign = {"left_to_right": (0, 1), "right_to_left": (0, -1), "top_to_bottom": (1, 1), "bottom_to_top": (1, -1)}[order]
+    return lambda f: sign * (f.box[axis] + f.box[axis + 2])
+
+
 def select_faces(
     faces: FaceBatch,
     mode: str = "all",
@@ -201,18 +279,18 @@ def select_faces(
     min_size: float = 0,
     max_size: float = 0,
     min_eye_distance: float = 0,
+    order: str = "score",
+    indices: str | Sequence[int] = (),
 ) -> FaceBatch:
-    """Keep faces by size limits, then per frame: all, the largest, the one closest to the centre, or top-k by score.
+    """Keep faces by size limits, then per frame: all, the largest, the one closest to the centre, or top-k by score;
+    then put them in ``order`` and keep the positions ``indices`` of that order (empty = all).
 
     Sizes are the longer side of the box in pixels; 0 means no limit.
     ``min_eye_distance`` drops side or tiny faces as GFPGANer does (it uses 5 px).
+    Positions beyond a frame's faces select nothing in that frame.
     """
-    if mode not in SELECTION_MODES:
-        raise FaceInputError(f"unknown face selection {mode!r}; use one of {', '.join(SELECTION_MODES)}")
-    if mode == "top_k" and top_k < 1:
-        raise FaceInputError(f"top_k must be at least 1, got {top_k}")
-    if min_size < 0 or max_size < 0 or min_eye_distance < 0:
-        raise FaceInputError("face size limits must not be negative")
+    check_selection(mode, top_k, min_size, max_size, min_eye_distance, order)
+    positions = parse_face_indices(indices)
     kept: list[FaceRecord] = []
     for index, (height, width) in enumerate(faces.image_sizes):
         frame = [
@@ -230,6 +308,9 @@ def select_faces(
             frame = sorted(frame, key=distance)[:1]
         elif mode == "top_k":
             frame = sorted(frame, key=lambda f: f.score, reverse=True)[:top_k]
+        frame = sorted(frame, key=_order_key(order, height, width))  # stable: ties keep the score order
+        if positions:
+            frame = [frame[p] for p in positions if p < len(frame)]
         kept.extend(frame)
     return FaceBatch(kept, list(faces.image_sizes), faces.crop_size)
 
@@ -239,6 +320,13 @@ def _iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     from torchvision.ops import box_iou
 
     return box_iou(a, b) if len(a) and len(b) else torch.zeros(len(a), len(b), dtype=torch.float64)
+
+
+def check_smoothing(strength: float) -> None:
+    """FaceInputError unless ``strength`` lies in [0, 1) (1 would freeze every face at its first frame)."""
+    check_number("smoothing strength", strength)
+    if not 0.0 <= strength < 1.0:
+        raise FaceInputError(f"smoothing strength must lie in [0, 1), got {strength!r}")
 
 
 def smooth_landmarks(
@@ -252,8 +340,7 @@ def smooth_landmarks(
     Unmatched faces start fresh. ``previous`` are the smoothed faces of the frame
     just before this batch, so consecutive batches of one video continue smoothly.
     """
-    if not 0.0 <= strength < 1.0:
-        raise FaceInputError(f"smoothing strength must lie in [0, 1), got {strength}")
+    check_smoothing(strength)
     if strength == 0:
         return faces
     smoothed: list[FaceRecord] = []

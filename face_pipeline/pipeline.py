@@ -15,7 +15,17 @@ import torch
 from torch import nn
 
 from .align import align_faces, as_rgb
-from .detect import RetinaFaceDetector, detect_faces, select_faces, smooth_landmarks
+from .detect import (
+    GFPGANER_MIN_EYE_DISTANCE,
+    RetinaFaceDetector,
+    check_number,
+    check_selection,
+    check_smoothing,
+    detect_faces,
+    parse_face_indices,
+    select_faces,
+    smooth_landmarks,
+)
 from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord
 from .paste import check_paste_options, paste_faces
@@ -24,13 +34,34 @@ from .restore import check_restore_options, restore_crops
 
 @dataclass
 class DetectSettings:
-    threshold: float = 0.97
+    """How faces are found and chosen. Checked here, once, for the CLI, the Python API and the nodes alike.
+
+    The defaults are GFPGANer's detection: full resolution, confidence 0.97, eyes at least 5 px apart.
+    """
+
+    threshold: float = 0.97  # keep detections scoring above this, in [0, 1)
     selection: str = "all"  # all | largest | center | top_k
     top_k: int = 1
     min_face_size: int = 0
     max_face_size: int = 0  # 0 = no limit
-    working_size: int = 640  # detect with the short side at most this; 0 = full size
+    working_size: int = 0  # detect with the short side at most this; 0 = full size (GFPGANer's)
     smoothing: float = 0.0  # temporal landmark smoothing across consecutive frames (0..1)
+    min_eye_distance: float = GFPGANER_MIN_EYE_DISTANCE  # px; drops side and tiny faces as GFPGANer does
+    order: str = "score"  # score | size | left_to_right | right_to_left | top_to_bottom | bottom_to_top
+    face_indices: str | tuple[int, ...] = ""  # positions in that order, e.g. "0", "0,2", "1-3"; "" = all
+
+    def __post_init__(self) -> None:
+        check_number("detection threshold", self.threshold)
+        if not 0 <= self.threshold < 1:
+            raise FaceInputError(f"detection threshold must lie in [0, 1), got {self.threshold!r}")
+        for name in ("min_face_size", "max_face_size", "working_size"):
+            check_number(name, getattr(self, name), whole=True)
+        if self.working_size < 0:
+            raise FaceInputError(f"working_size must be 0 (full size) or a positive short side, got {self.working_size}")
+        check_selection(self.selection, self.top_k, self.min_face_size, self.max_face_size, self.min_eye_distance,
+                        self.order)
+        check_smoothing(self.smoothing)
+        self.face_indices = parse_face_indices(self.face_indices)  # parsed once; select_faces gets the tuple
 
 
 @dataclass
@@ -105,7 +136,8 @@ def find_faces(
     video so landmark smoothing carries on across chunks.
     """
     faces = detect_faces(detector, rgb, threshold=settings.threshold, working_size=settings.working_size)
-    faces = select_faces(faces, settings.selection, settings.top_k, settings.min_face_size, settings.max_face_size)
+    faces = select_faces(faces, settings.selection, settings.top_k, settings.min_face_size, settings.max_face_size,
+                         settings.min_eye_distance, settings.order, settings.face_indices)
     if settings.smoothing > 0:
         faces = smooth_landmarks(faces, settings.smoothing, previous=previous)
     faces, crops = align_faces(rgb, faces, crop_size)

@@ -6,7 +6,7 @@ from functools import partial
 
 from comfy_api.v0_0_2 import io
 
-from ..face_pipeline.detect import SELECTION_MODES
+from ..face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
 from ..face_pipeline.parse import parse_face_masks
 from ..face_pipeline.paste import MASK_MODES, paste_faces
 from ..face_pipeline.pipeline import DetectSettings, as_rgb, find_faces_in_frames
@@ -34,7 +34,7 @@ Faces = io.Custom("FACES")
 def detection_inputs() -> list:
     """Widgets shared by the detect node and the all-in-one node (same order in both)."""
     return [
-        io.Float.Input("threshold", default=0.97, min=0.05, max=1.0, step=0.01,
+        io.Float.Input("threshold", default=0.97, min=0.05, max=0.99, step=0.01,
                        tooltip="Minimum detection confidence (GFPGANer uses 0.97)"),
         io.Combo.Input("selection", options=list(SELECTION_MODES), default="all",
                        tooltip="Which faces to restore per image: all, the largest, the one nearest the centre, "
@@ -44,9 +44,33 @@ def detection_inputs() -> list:
                      tooltip="Ignore faces whose box is smaller than this many pixels (0 = no limit)"),
         io.Int.Input("max_face_size", default=0, min=0, max=8192,
                      tooltip="Ignore faces whose box is larger than this many pixels (0 = no limit)"),
-        io.Int.Input("working_size", default=640, min=0, max=8192, step=32,
-                     tooltip="Detect on a copy whose short side is at most this (0 = full size); never upscales"),
+        io.Int.Input("working_size", default=0, min=0, max=8192, step=32,
+                     tooltip="Detect on a copy whose short side is at most this (0 = full size, as GFPGANer; "
+                     "smaller is faster but misses small faces); never upscales"),
     ]
+
+
+def extra_detection_inputs() -> list:
+    """Detection widgets added after the first release: optional and after every older widget of each node, so
+    saved workflows (UI widget lists and API prompts) load unchanged."""
+    return [
+        io.Float.Input("min_eye_distance", default=GFPGANER_MIN_EYE_DISTANCE, min=0.0, max=1024.0, step=0.01,
+                       optional=True, tooltip="Ignore faces whose eyes are closer than this many pixels: side views "
+                       "and tiny faces (GFPGANer uses 5)"),
+        io.Combo.Input("order", options=list(FACE_ORDERS), default="score", optional=True,
+                       tooltip="How each image's faces are ordered, for face_indices and the crops' order"),
+        io.String.Input("face_indices", default="", optional=True,
+                        tooltip="Keep only these positions in that order: 0 | 0,2 | 1-3 (empty = all); positions "
+                        "beyond an image's faces select nothing there"),
+    ]
+
+
+def detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size, landmark_smoothing,
+                    min_eye_distance, order, face_indices) -> DetectSettings:
+    """The detection widgets as settings (they check themselves; a bad value is a one-line error)."""
+    return DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
+                          max_face_size=max_face_size, working_size=working_size, smoothing=landmark_smoothing,
+                          min_eye_distance=min_eye_distance, order=order, face_indices=face_indices)
 
 
 def smoothing_input():
@@ -69,6 +93,7 @@ class DetectFaces(io.ComfyNode):
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
                 *detection_inputs(),
                 smoothing_input(),
+                *extra_detection_inputs(),
             ],
             outputs=[
                 Faces.Output(display_name="faces", tooltip="Where each face is: boxes, landmarks and alignment"),
@@ -80,11 +105,12 @@ class DetectFaces(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
-                working_size, landmark_smoothing=0.0) -> io.NodeOutput:
+                working_size, landmark_smoothing=0.0, min_eye_distance=GFPGANER_MIN_EYE_DISTANCE, order="score",
+                face_indices="") -> io.NodeOutput:
+        settings = detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size,
+                                   landmark_smoothing, min_eye_distance, order, face_indices)
         load_on_device(face_detector)
         frames = to_bchw(image)
-        settings = DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
-                                  max_face_size=max_face_size, working_size=working_size, smoothing=landmark_smoothing)
         progress = progress_callback(frames.shape[0])
         faces, crops = smaller_after_out_of_memory([
             partial(find_faces_in_frames, frames, face_detector.info, settings, frames_per_chunk=n, on_progress=progress)

@@ -6,7 +6,8 @@ from functools import partial
 
 from comfy_api.v0_0_2 import io
 
-from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings, restore_faces_in_images
+from ..face_pipeline.detect import GFPGANER_MIN_EYE_DISTANCE
+from ..face_pipeline.pipeline import PasteSettings, RestoreSettings, restore_faces_in_images
 from .compat import schema_extras
 from .common import (
     CATEGORY,
@@ -18,7 +19,9 @@ from .common import (
     to_bchw,
 )
 from .faces import (
+    detect_settings,
     detection_inputs,
+    extra_detection_inputs,
     fidelity_input,
     noise_inputs,
     optional_paste_inputs,
@@ -51,6 +54,7 @@ class GFPGANFaceRestore(io.ComfyNode):
                 *noise_inputs(),
                 smoothing_input(),
                 *optional_paste_inputs(),
+                *extra_detection_inputs(),
             ],
             outputs=paste_outputs(),
         )
@@ -58,7 +62,10 @@ class GFPGANFaceRestore(io.ComfyNode):
     @classmethod
     def execute(cls, image, gfpgan_model, face_detector, fidelity, blend, mask_type, feather, color_correction,
                 threshold, selection, top_k, min_face_size, max_face_size, working_size, noise, seed,
-                landmark_smoothing=0.0, target_image=None, face_parser=None) -> io.NodeOutput:
+                landmark_smoothing=0.0, target_image=None, face_parser=None,
+                min_eye_distance=GFPGANER_MIN_EYE_DISTANCE, order="score", face_indices="") -> io.NodeOutput:
+        detect = detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size,
+                                 landmark_smoothing, min_eye_distance, order, face_indices)
         if mask_type == "parsing" and face_parser is None:
             raise ValueError("mask_type 'parsing' needs a face parser (Load Face Parser)")
         parser = face_parser if mask_type == "parsing" else None
@@ -68,9 +75,7 @@ class GFPGANFaceRestore(io.ComfyNode):
         def run(frames_per_chunk: int, chunk_size: int):
             return restore_faces_in_images(
                 to_bchw(image), gfpgan_model.network, face_detector.info, None if parser is None else parser.info,
-                detect=DetectSettings(threshold=threshold, selection=selection, top_k=top_k,
-                                      min_face_size=min_face_size, max_face_size=max_face_size,
-                                      working_size=working_size, smoothing=landmark_smoothing),
+                detect=detect,
                 restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size),
                 paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),
                 targets=None if target_image is None else to_bchw(target_image),

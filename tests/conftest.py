@@ -110,3 +110,25 @@ def comfy_nodes(tmp_path_factory, official_weight_files, retinaface_weights):
     import comfyui_gfpgan.nodes as module
 
     return module
+
+
+# Face boxes of the shared photos as shared/README.md lists them (facexlib's detection at full size).
+ASTRONAUT_FACE = (177.9, 56.8, 273.1, 177.2)
+GRACE_HOPPER_FACE = (177.7, 106.5, 353.9, 327.7)
+SMALL_FACE_WIDTHS = (70, 80, 90, 100)  # px: small in a big frame, yet worth restoring (eyes ~30-45 px apart)
+
+
+@pytest.fixture(scope="session")
+def small_face_frames(astronaut_rgb, grace_hopper_rgb) -> dict:
+    """Big frames with small faces (70-100 px wide): ``name -> (HxWx3 uint8 RGB, expected face boxes)``.
+
+    A 2048x2048 frame with four faces and a 3840x2160 one with eight, the frames that GFPGANer's full-size
+    detection finds every face in and a 640 px working size does not.
+    """
+    from factories import tile_photos
+
+    photos = [(astronaut_rgb, ASTRONAUT_FACE), (grace_hopper_rgb, GRACE_HOPPER_FACE)]
+    return {
+        "2048x2048": tile_photos(photos, 2048, 2048, 4, SMALL_FACE_WIDTHS),
+        "3840x2160": tile_photos(photos, 2160, 3840, 8, SMALL_FACE_WIDTHS * 2),
+    }

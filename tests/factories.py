@@ -18,3 +18,34 @@ class IdentityRestorer(torch.nn.Module):
 
     def forward(self, x, fidelity=1.0, noise=None):
         return x
+
+
+def tile_photos(photos, height: int, width: int, count: int, face_widths=None):
+    """A gray ``height`` x ``width`` frame holding ``count`` photos in a grid (2 columns up to 4, else 4).
+
+    ``photos`` are ``(HxWx3 uint8, face box)`` pairs, used in turn; each sits at the top-left of its cell,
+    scaled to 95% of the cell, or so that its face box is ``face_widths[i]`` px wide. Returns the frame
+    and where each face box landed (x1, y1, x2, y2), in the frame's pixels.
+    """
+    import cv2
+    import numpy as np
+
+    canvas = np.full((height, width, 3), 128, np.uint8)
+    columns = 4 if count > 4 else 2
+    rows = -(-count // columns)
+    cell_h, cell_w = height // rows, width // columns
+    boxes = []
+    for index in range(count):
+        photo, box = photos[index % len(photos)]
+        if face_widths is None:
+            scale = min(cell_h / photo.shape[0], cell_w / photo.shape[1]) * 0.95
+        else:
+            scale = face_widths[index] / (box[2] - box[0])
+        tile = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        assert tile.shape[0] <= cell_h and tile.shape[1] <= cell_w, "the photo does not fit its cell"
+        y, x = (index // columns) * cell_h, (index % columns) * cell_w
+        canvas[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        # cv2 maps pixel centres: output (u + 0.5) = scale * (input + 0.5); boxes are in pixel edges
+        sx, sy = tile.shape[1] / photo.shape[1], tile.shape[0] / photo.shape[0]
+        boxes.append((x + box[0] * sx, y + box[1] * sy, x + box[2] * sx, y + box[3] * sy))
+    return canvas, boxes

@@ -313,3 +313,37 @@ def test_user_errors_are_one_line(tmp_path, retinaface_weights, model, capsys):
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "o"), "--model", model]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "no input images found" in err and "--detector is required" in err
+
+
+def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared_dir, retinaface_weights, model, capsys):
+    from dataclasses import fields
+
+    from comfyui_gfpgan.cli import build_parser
+    from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
+
+    args = build_parser().parse_args(["restore", "x.png", "-o", "out", "--model", model])
+    flags = dict(threshold="threshold", select="selection", top_k="top_k", min_face="min_face_size",
+                 max_face="max_face_size", working_size="working_size", min_eye_distance="min_eye_distance",
+                 order="order", face_indices="face_indices")
+    defaults = {f.name: f.default for f in fields(DetectSettings)}
+    assert {flag: getattr(args, flag) for flag in flags} == {flag: defaults[name] for flag, name in flags.items()}
+    common = [str(shared_dir / "images" / "astronaut.png"), "--model", model, "--detector", str(retinaface_weights)]
+    for extra, outcome in ((["--face-indices", "1"], ": 1 unchanged"),  # the photo has one face
+                           (["--min-eye-distance", "45"], ": 1 unchanged"),  # its eyes are 42.7 px apart
+                           (["--order", "left_to_right", "--face-indices", "0"], ": 1 restored")):
+        assert main(["restore", *common, "-o", str(tmp_path / "-".join(extra)), *extra]) == 0
+        assert outcome in capsys.readouterr().out, extra
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--threshold", "5"], "threshold"), (["--working-size", "-5"], "working_size"), (["--top-k", "0"], "top_k"),
+    (["--min-face", "-3"], "negative"), (["--min-face", "300", "--max-face", "100"], "above max_face_size"),
+    (["--min-eye-distance", "-1"], "negative"), (["--face-indices", "2-1"], "backwards"),
+])
+def test_impossible_detection_flags_are_one_line_errors(flags, message, tmp_path, shared_dir, retinaface_weights,
+                                                         model, capsys):
+    code = main(["restore", str(shared_dir / "images" / "astronaut.png"), "-o", str(tmp_path / "out"),
+                 "--model", model, "--detector", str(retinaface_weights), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err and "no face found" not in err
+    assert not (tmp_path / "out" / "astronaut.png").exists()

@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from comfyui_gfpgan.face_pipeline.detect import (
+    FACE_ORDERS,
     FaceModelError,
     _nms,
     _priors,
     detect_faces,
     load_detector,
+    parse_face_indices,
     select_faces,
     smooth_landmarks,
     working_scale,
@@ -164,7 +166,7 @@ def test_4096_frame_detects_in_bounded_memory(retinaface_weights, shared_dir):
         frame[:, :, 1000:3048, 1500:3548] = F.interpolate(face, scale_factor=4, mode="bilinear").clamp(0, 1)
         detect_faces(detector, frame[:, :, :64, :64])  # warm-up: allocator and kernels
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        faces, crops = align_faces(frame, detect_faces(detector, frame))
+        faces, crops = align_faces(frame, detect_faces(detector, frame, working_size=640))
         extra_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         print(len(faces), *faces.faces[0].landmarks.left_eye, tuple(crops.shape), extra_mib)
         """
@@ -208,13 +210,75 @@ def test_selection_modes():
     assert [f.box for f in select_faces(faces, "largest").faces] == [(0, 0, 50, 50), (10, 10, 20, 20)]  # clipped areas
     assert [f.box for f in select_faces(faces, "center").faces] == [(80, 80, 120, 120), (10, 10, 20, 20)]
     assert [f.score for f in select_faces(faces, "top_k", top_k=2).faces] == [0.999, 0.98, 0.99]
-    assert select_faces(faces).faces == faces.faces
+    # all faces, each frame's in descending score (the default order)
+    assert select_faces(faces).faces == sorted(faces.faces, key=lambda f: (f.image_index, -f.score))
     assert len(select_faces(faces, "all", min_size=45)) == 2
     assert [f.box for f in select_faces(faces, "all", min_size=45, max_size=100).faces] == [(0, 0, 50, 50)]
     assert select_faces(faces, "largest", min_size=500).image_sizes == faces.image_sizes  # frames kept, faces gone
-    for bad in (dict(mode="biggest"), dict(mode="top_k", top_k=0), dict(min_size=-1)):
-        with pytest.raises(FaceInputError):
+    for bad, message in ((dict(mode="biggest"), "selection"), (dict(mode="top_k", top_k=0), "top_k"),
+                         (dict(min_size=-1), "negative"), (dict(min_size=60, max_size=50), "above max_face_size"),
+                         (dict(order="random"), "order"), (dict(indices="x"), "not an index")):
+        with pytest.raises(FaceInputError, match=message):
             select_faces(faces, **bad)
+
+
+def row_of_faces():
+    """Two frames: four faces of different sizes, scores and places; one small face."""
+    return FaceBatch(
+        [face(0, (300, 20, 340, 60), 0.99),  # right, top, small
+         face(0, (10, 150, 110, 250), 0.98),  # left, bottom, large
+         face(0, (150, 90, 210, 150), 0.999),  # middle
+         face(0, (220, 0, 240, 20), 0.975),  # top, smallest
+         face(1, (5, 5, 45, 45), 0.99)],
+        [(400, 400), (100, 100)],
+    )
+
+
+@pytest.mark.parametrize("order,expected", [
+    ("score", [(150, 90, 210, 150), (300, 20, 340, 60), (10, 150, 110, 250), (220, 0, 240, 20)]),
+    ("size", [(10, 150, 110, 250), (150, 90, 210, 150), (300, 20, 340, 60), (220, 0, 240, 20)]),
+    ("left_to_right", [(10, 150, 110, 250), (150, 90, 210, 150), (220, 0, 240, 20), (300, 20, 340, 60)]),
+    ("right_to_left", [(300, 20, 340, 60), (220, 0, 240, 20), (150, 90, 210, 150), (10, 150, 110, 250)]),
+    ("top_to_bottom", [(220, 0, 240, 20), (300, 20, 340, 60), (150, 90, 210, 150), (10, 150, 110, 250)]),
+    ("bottom_to_top", [(10, 150, 110, 250), (150, 90, 210, 150), (300, 20, 340, 60), (220, 0, 240, 20)]),
+])
+def test_orders_and_positions(order, expected):
+    faces = row_of_faces()
+    assert [f.box for f in select_faces(faces, order=order).faces] == expected + [(5, 5, 45, 45)]
+    assert [f.box for f in select_faces(faces, order=order, indices=(0,)).faces] == [expected[0], (5, 5, 45, 45)]
+    # positions beyond a frame's faces select nothing there: frame 1 has a single face
+    assert [f.box for f in select_faces(faces, order=order, indices="1-3").faces] == expected[1:]
+    assert [f.box for f in select_faces(faces, order=order, indices="2, 0").faces] == [expected[0], expected[2], (5, 5, 45, 45)]
+    assert len(select_faces(faces, order=order, indices="7")) == 0
+    assert set(FACE_ORDERS) == {"score", "size", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"}
+
+
+def test_positions_count_after_the_other_selections():
+    faces = row_of_faces()
+    # the two best-scored faces, then left to right: the middle one, then the right one
+    top_two = select_faces(faces, "top_k", top_k=2, order="left_to_right", indices="1")
+    assert [f.box for f in top_two.faces] == [(300, 20, 340, 60)]
+    # size limits first: without the 20 px face, position 0 from the top is the right face
+    assert select_faces(faces, min_size=30, order="top_to_bottom", indices="0").faces[0].box == (300, 20, 340, 60)
+    assert [f.box for f in select_faces(faces, "largest", indices="1").faces] == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", ()), ("  ", ()), ("0", (0,)), ("0,2", (0, 2)), ("2, 0", (0, 2)), ("1-3", (1, 2, 3)), (" 0 , 2 - 4 ", (0, 2, 3, 4)),
+    ("1-3,2", (1, 2, 3)), ("5-5", (5,)), ((3, 1), (1, 3)), ((), ()),
+])
+def test_face_indices_parse(text, expected):
+    assert parse_face_indices(text) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a", "'a' is not an index"), ("-1", "not an index"), ("1,,2", "'' is not an index"), ("3-1", "runs backwards"),
+    ("1.5", "not an index"), ("0-100000", "beyond"), ("1-", "not an index"), ((1, -2), "whole numbers"),
+    ((True,), "whole numbers"),
+])
+def test_bad_face_indices_are_clear_errors(text, message):
+    with pytest.raises(FaceInputError, match=message):
+        parse_face_indices(text)
 
 
 def test_eye_distance_filter_as_gfpganer():
@@ -356,3 +420,24 @@ def test_bfloat16_detector_finds_the_same_face(retinaface_weights, astronaut_rgb
     reference = detect_faces(load_detector(retinaface_weights), as_batch(astronaut_rgb))
     assert len(faces) == 1 and torch.allclose(faces.faces[0].landmarks.as_tensor(),
                                               reference.faces[0].landmarks.as_tensor(), atol=3)
+
+
+def test_big_batches_go_through_in_passes_with_the_same_faces(detector, astronaut_rgb, monkeypatch):
+    import comfyui_gfpgan.face_pipeline.detect as detect
+
+    image = as_batch(astronaut_rgb)
+    frames = torch.cat([image, torch.zeros_like(image), image.flip(-1), image, torch.zeros_like(image)])
+    whole = detect_faces(detector, frames)
+    calls = []
+    network = detector.network.forward
+    monkeypatch.setattr(detector.network, "forward", lambda x: calls.append(x.shape[0]) or network(x))
+    monkeypatch.setattr(detect, "_PIXELS_PER_PASS", 2 * 512 * 512)  # two of these frames per pass
+    passes = detect_faces(detector, frames)
+    assert calls == [2, 2, 1]
+    assert [f.image_index for f in passes.faces] == [f.image_index for f in whole.faces] == [0, 2, 3]
+    assert passes.image_sizes == whole.image_sizes
+    for ours, reference in zip(passes.faces, whole.faces):
+        assert ours.box == pytest.approx(reference.box, abs=1e-3) and ours.score == pytest.approx(reference.score)
+    calls.clear()
+    detect_faces(detector, frames, working_size=256)  # a quarter of the pixels: all five in one pass
+    assert calls == [5]

@@ -182,3 +182,62 @@ def test_paste_warps_on_the_compute_device(nodes, loaded, astronaut_rgb, monkeyp
     on_gpu, gpu_mask = nodes.PasteFaces.execute(image, faces, crops, 1.0, "feathered", 1.0, True).result
     assert on_gpu.device == image.device  # the frames stay where they were; only face windows moved
     assert torch.allclose(on_gpu, on_cpu, atol=2e-3) and torch.allclose(gpu_mask, cpu_mask, atol=1e-3)
+
+
+# The widgets of the first release, in order: saved workflows store their values by position.
+RELEASED_DETECTION_WIDGETS = ["threshold", "selection", "top_k", "min_face_size", "max_face_size", "working_size"]
+RELEASED_WIDGETS = {
+    "GFPGANDetectFaces": [*RELEASED_DETECTION_WIDGETS, "landmark_smoothing"],
+    "GFPGANFaceRestore": ["fidelity", "blend", "mask_type", "feather", "color_correction", *RELEASED_DETECTION_WIDGETS,
+                          "noise", "seed", "landmark_smoothing"],
+}
+NEW_DETECTION_WIDGETS = ["min_eye_distance", "order", "face_indices"]
+
+
+def test_new_detection_widgets_come_last_with_the_settings_defaults(nodes):
+    from dataclasses import fields
+
+    from node_info import WIDGET_TYPES
+
+    from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
+
+    defaults = {f.name: f.default for f in fields(DetectSettings)}
+    by_widget = {"landmark_smoothing": "smoothing"}
+    for node in (nodes.DetectFaces, nodes.GFPGANFaceRestore):
+        inputs = node_inputs(node)
+        name = node.GET_NODE_INFO_V1()["name"]
+        widgets = [(n, options, optional) for n, io_type, options, optional in inputs if io_type in WIDGET_TYPES]
+        assert [n for n, *_ in widgets] == RELEASED_WIDGETS[name] + NEW_DETECTION_WIDGETS, name
+        assert all(optional for n, _, optional in widgets if n in NEW_DETECTION_WIDGETS)  # old API prompts lack them
+        for widget, options, _ in widgets:
+            field_name = by_widget.get(widget, widget)
+            if field_name in defaults:  # the node's default is the Python API's (and the CLI's)
+                assert options["default"] == defaults[field_name], (name, widget)
+
+
+@pytest.mark.slow
+def test_detect_node_orders_and_picks_faces(nodes, loaded, small_face_frames):
+    _, detector = loaded
+    frame, expected = small_face_frames["2048x2048"]
+    image = comfy_image(frame)
+    every, crops, _ = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 0).result
+    assert len(every) == 4 and crops.shape[0] == 4  # the default full-size detection finds the 70 px face
+    picked, crops, _ = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 0, 0.0, 5.0, "size",
+                                                 "0").result
+    largest = max(every.faces, key=lambda f: f.width * f.height)
+    assert len(picked) == 1 and crops.shape[0] == 1 and picked.faces[0].box == pytest.approx(largest.box)
+    none, crops, _ = nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 0, 0.0, 200.0).result
+    assert len(none) == 0 and crops.shape[0] == 0  # no face there has eyes 200 px apart
+
+
+def test_nodes_refuse_impossible_detection_settings_before_working(nodes, loaded, astronaut_rgb):
+    model, detector = loaded
+    image = comfy_image(astronaut_rgb)
+    with pytest.raises(ValueError, match="face indices"):
+        nodes.DetectFaces.execute(image, detector, 0.97, "all", 1, 0, 0, 0, 0.0, 5.0, "score", "first")
+    with pytest.raises(ValueError, match="above max_face_size"):
+        nodes.GFPGANFaceRestore.execute(image, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1,
+                                        300, 100, 0, "fixed", 0)
+    with pytest.raises(ValueError, match="order"):
+        nodes.GFPGANFaceRestore.execute(image, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1,
+                                        0, 0, 0, "fixed", 0, order="random")

@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from comfyui_gfpgan.face_pipeline.detect import load_detector
+from comfyui_gfpgan.face_pipeline.errors import FaceInputError
+from comfyui_gfpgan.face_pipeline.faces import FaceBatch, FaceRecord, Landmarks
 from comfyui_gfpgan.face_pipeline.pipeline import (
     DetectSettings,
     PasteSettings,
     RestoreSettings,
+    find_faces,
     find_faces_in_frames,
     restore_faces_in_images,
 )
@@ -48,7 +51,7 @@ def test_matches_gfpganer_algorithm(
     rgb = request.getfixturevalue(photo)
     helper = make_face_helper(retinaface_weights)
     reference, reference_faces = gfpganer_enhance(helper, official_reference_network, np.ascontiguousarray(rgb[:, :, ::-1]))
-    ours = restore_faces_in_images(to_batch(rgb), official_clean_network, detector, detect=DetectSettings(working_size=0))
+    ours = restore_faces_in_images(to_batch(rgb), official_clean_network, detector)  # the default settings
     assert len(ours.faces) == reference_faces == 1
     # the same face: GFPGANer's box (helper.det_faces rows are x1, y1, x2, y2, score) within 2 px
     assert np.abs(np.array(ours.faces.faces[0].box) - np.asarray(helper.det_faces[0][:4])).max() < 2
@@ -69,7 +72,7 @@ def test_matches_gfpganer_on_a_multi_face_frame(
     canvas[100:700, 600:1112] = grace_hopper_rgb
     helper = make_face_helper(retinaface_weights)
     reference, reference_faces = gfpganer_enhance(helper, official_reference_network, np.ascontiguousarray(canvas[:, :, ::-1]))
-    ours = restore_faces_in_images(to_batch(canvas), official_clean_network, detector, detect=DetectSettings(working_size=0))
+    ours = restore_faces_in_images(to_batch(canvas), official_clean_network, detector)
     assert len(ours.faces) == reference_faces == 2
     ours_boxes = sorted(face.box for face in ours.faces.faces)
     reference_boxes = sorted(tuple(float(v) for v in row[:4]) for row in helper.det_faces)
@@ -87,8 +90,7 @@ def test_matches_gfpganer_pasting_into_an_upscaled_frame(
     from gfpganer_reference import gfpganer_enhance, make_face_helper
 
     big = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_CUBIC)  # the "background upsampler"
-    ours = restore_faces_in_images(to_batch(astronaut_rgb), official_clean_network, detector,
-                                   detect=DetectSettings(working_size=0), targets=to_batch(big))
+    ours = restore_faces_in_images(to_batch(astronaut_rgb), official_clean_network, detector, targets=to_batch(big))
     assert ours.images.shape == (1, 3, 1024, 1024) and len(ours.faces) == 1
     face_region = ours.masks[0] > 0.5
     for pixel_centres, bound in ((True, 35), (False, 30)):  # facexlib pastes half a pixel off when upscaling
@@ -98,6 +100,113 @@ def test_matches_gfpganer_pasting_into_an_upscaled_frame(
             pixel_centres=pixel_centres,
         )
         assert psnr(ours.images, to_batch(np.ascontiguousarray(reference[:, :, ::-1])), face_region) >= bound
+
+
+def iou(a, b) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    overlap = width * height
+    return overlap / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap)
+
+
+@pytest.mark.parametrize("name", ["2048x2048", pytest.param("3840x2160", marks=pytest.mark.slow)])
+def test_defaults_find_small_faces_in_a_big_frame(name, small_face_frames, detector):
+    """Faces 70-100 px wide in a 2048x2048 / 3840x2160 frame: every one, where it was put (a 640 px working size
+    found 3 of 4 and 6 of 8)."""
+    frame, expected = small_face_frames[name]
+    faces, crops = find_faces_in_frames(to_batch(frame), detector, DetectSettings())
+    assert len(faces) == len(expected) and crops.shape[0] == len(expected)
+    for box in expected:
+        assert max(iou(box, face.box) for face in faces.faces) > 0.75, box
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["2048x2048", "3840x2160"])
+def test_default_detection_equals_gfpganer_on_small_faces(name, small_face_frames, retinaface_weights, detector):
+    """The default settings find GFPGANer's faces: same count, boxes and landmarks, same order (by score)."""
+    from gfpganer_reference import make_face_helper
+
+    frame, _ = small_face_frames[name]
+    helper = make_face_helper(retinaface_weights)
+    helper.read_image(np.ascontiguousarray(frame[:, :, ::-1]))
+    with torch.no_grad():
+        count = helper.get_face_landmarks_5(only_center_face=False, eye_dist_threshold=5)  # as GFPGANer.enhance
+    faces, _, _ = find_faces(to_batch(frame), detector, DetectSettings())
+    assert len(faces) == count == 4 * (1 + (name == "3840x2160"))
+    np.testing.assert_allclose([f.box for f in faces.faces], np.array(helper.det_faces)[:, :4], atol=1e-2)
+    np.testing.assert_allclose(torch.stack([f.landmarks.as_tensor() for f in faces.faces]).numpy(),
+                               np.array(helper.all_landmarks_5), atol=1e-2)
+
+
+def test_default_settings_drop_faces_with_close_eyes_as_gfpganer(monkeypatch, astronaut_rgb, detector):
+    """GFPGANer skips faces whose eyes are under 5 px apart (side views, specks); so do the defaults."""
+    import comfyui_gfpgan.face_pipeline.pipeline as pipeline
+
+    def two_faces(detector, images, **_):
+        def record(x, eye_distance):
+            points = [(x, 50), (x + eye_distance, 50), (x + 2, 55), (x, 60), (x + eye_distance, 60)]
+            return FaceRecord(0, (x - 5.0, 40.0, x + 15.0, 65.0), 0.99, Landmarks(*points))
+
+        return FaceBatch([record(100, 4.9), record(300, 5.0)], [tuple(images.shape[-2:])])
+
+    monkeypatch.setattr(pipeline, "detect_faces", two_faces)
+    faces, _, _ = find_faces(to_batch(astronaut_rgb), detector, DetectSettings())
+    assert [f.box[0] for f in faces.faces] == [295.0]
+    faces, _, _ = find_faces(to_batch(astronaut_rgb), detector, DetectSettings(min_eye_distance=0))
+    assert len(faces) == 2
+
+
+def test_eye_distance_setting_reaches_detection(astronaut_rgb, detector):
+    image = to_batch(astronaut_rgb)  # eyes 42.7 px apart
+    assert len(find_faces(image, detector, DetectSettings(min_eye_distance=40))[0]) == 1
+    assert len(find_faces(image, detector, DetectSettings(min_eye_distance=45))[0]) == 0
+
+
+def test_order_and_indices_pick_faces_of_a_real_frame(small_face_frames, detector):
+    frame, expected = small_face_frames["2048x2048"]  # faces 0, 1 in the top row (left, right), 2, 3 below
+    image = to_batch(frame)
+
+    def picked(**settings):
+        faces, crops, _ = find_faces(image, detector, DetectSettings(**settings))
+        assert crops.shape[0] == len(faces)
+        return [max(range(4), key=lambda i: iou(expected[i], f.box)) for f in faces.faces]
+
+    def placed(key, reverse=False):  # the faces' numbers, in an order of where they were put
+        return sorted(range(4), key=lambda i: key(expected[i]), reverse=reverse)
+
+    left_to_right = placed(lambda b: b[0] + b[2])
+    top_to_bottom = placed(lambda b: b[1] + b[3])
+    by_size = placed(lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    assert picked(order="left_to_right", face_indices="0") == left_to_right[:1]
+    assert picked(order="top_to_bottom", face_indices="2-3") == top_to_bottom[2:]
+    assert picked(order="size", face_indices="0,3") == [by_size[0], by_size[3]] == [3, 0]  # 100 px, then 70 px
+    assert picked(order="right_to_left", face_indices="0, 5") == left_to_right[-1:]  # position 5 does not exist
+    assert picked(face_indices="9") == []
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(threshold=5), "threshold"), (dict(threshold=-0.1), "threshold"), (dict(threshold=1.0), "threshold"),
+    (dict(threshold=float("nan")), "threshold"), (dict(threshold="0.9"), "threshold"),
+    (dict(working_size=-5), "working_size"), (dict(working_size=640.5), "working_size"),
+    (dict(top_k=0), "top_k"), (dict(selection="top_k", top_k=-1), "top_k"),
+    (dict(min_face_size=-1), "negative"), (dict(max_face_size=-8), "negative"),
+    (dict(min_face_size=200, max_face_size=100), "above max_face_size"),
+    (dict(min_eye_distance=-1), "negative"), (dict(min_eye_distance=float("inf")), "min_eye_distance"),
+    (dict(selection="biggest"), "selection"), (dict(order="random"), "order"),
+    (dict(face_indices="first"), "not an index"), (dict(face_indices="3-1"), "backwards"),
+    (dict(smoothing=1.0), "smoothing"), (dict(smoothing=-0.5), "smoothing"),
+])
+def test_impossible_detect_settings_are_refused(settings, message):
+    with pytest.raises(FaceInputError, match=message):
+        DetectSettings(**settings)
+
+
+def test_detect_settings_defaults_are_gfpganers():
+    settings = DetectSettings()
+    assert (settings.threshold, settings.working_size, settings.min_eye_distance) == (0.97, 0, 5)
+    assert settings.face_indices == () and settings.order == "score" and settings.selection == "all"
+    assert DetectSettings(face_indices="3, 0-1").face_indices == (0, 1, 3)  # parsed once, here
+    assert DetectSettings(min_face_size=100, max_face_size=100, threshold=0).max_face_size == 100  # edges are fine
 
 
 def test_identity_restorer_reproduces_the_photo(grace_hopper_rgb, detector):

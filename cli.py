@@ -131,6 +131,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise UserError("no input images found")
     if not args.aligned and not args.detector:
         raise UserError("--detector is required (or use --aligned for pre-aligned face crops)")
+    # Settings check themselves: an impossible one fails here, before any model is loaded.
+    settings = dict(
+        detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
+                              min_face_size=args.min_face, max_face_size=args.max_face,
+                              working_size=args.working_size, min_eye_distance=args.min_eye_distance,
+                              order=args.order, face_indices=args.face_indices),
+        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
+        paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
+                            blend=args.blend),
+    )
     device = resolve_device(args.device)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,15 +154,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from .face_pipeline.parse import load_parser
 
         parser = load_parser(args.parser, device=device)
-    settings = dict(
-        detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
-                              min_face_size=args.min_face, max_face_size=args.max_face,
-                              working_size=args.working_size, min_eye_distance=args.min_eye_distance,
-                              order=args.order, face_indices=args.face_indices),
-        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
-        paste=PasteSettings(mask="parsing" if parser else "feathered", color_correction=args.color_correction,
-                            blend=args.blend),
-    )
     counts = dict(restored=0, unchanged=0, skipped=0, unreadable=0, failed=0)
     written: set[Path] = set()
     for number, path in enumerate(files, 1):

@@ -339,11 +339,13 @@ def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared
     (["--threshold", "5"], "threshold"), (["--working-size", "-5"], "working_size"), (["--top-k", "0"], "top_k"),
     (["--min-face", "-3"], "negative"), (["--min-face", "300", "--max-face", "100"], "above max_face_size"),
     (["--min-eye-distance", "-1"], "negative"), (["--face-indices", "2-1"], "backwards"),
+    (["--chunk", "0"], "chunk_size"), (["--fidelity", "2"], "fidelity"), (["--blend", "-1"], "blend"),
 ])
-def test_impossible_detection_flags_are_one_line_errors(flags, message, tmp_path, shared_dir, retinaface_weights,
-                                                         model, capsys):
+def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, message, tmp_path, shared_dir,
+                                                                         retinaface_weights, capsys):
+    # The model file does not exist: the setting must be refused before anything is loaded or written.
     code = main(["restore", str(shared_dir / "images" / "astronaut.png"), "-o", str(tmp_path / "out"),
-                 "--model", model, "--detector", str(retinaface_weights), *flags])
+                 "--model", str(tmp_path / "missing.pth"), "--detector", str(retinaface_weights), *flags])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and "Traceback" not in err and "no face found" not in err
-    assert not (tmp_path / "out" / "astronaut.png").exists()
+    assert code == 2 and message in err and "Traceback" not in err and "missing.pth" not in err
+    assert not (tmp_path / "out").exists()

@@ -27,6 +27,14 @@ def segs_type() -> Any:
     return getattr(io, "SEGS", None) or io.Custom("SEGS")
 
 
+def seed_control() -> Any:
+    """The seed's control widget starting at "fixed" where ComfyUI takes a mode (``io.ControlAfterGenerate``,
+    0.38.x): with ``noise`` fixed a changing seed would only re-run the node. Before that, ``True``
+    (the frontend then starts it at "randomize"; the shipped workflows store "fixed")."""
+    modes = getattr(io, "ControlAfterGenerate", None)
+    return modes.fixed if modes is not None else True
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """ComfyUI's own test where it has one (``is_oom``, after 0.8.0: also accelerator errors that
     say out of memory); before that, core caught ``torch.cuda.OutOfMemoryError`` only."""

@@ -12,7 +12,7 @@ from ..face_pipeline.paste import MASK_MODES, paste_faces
 from ..face_pipeline.pipeline import DetectSettings, as_rgb, find_faces_in_frames
 from ..face_pipeline.preview import draw_faces
 from ..face_pipeline.restore import NOISE_MODES, restore_crops
-from .compat import schema_extras
+from .compat import schema_extras, seed_control
 from .common import (
     CATEGORY,
     FRAME_CHUNKS,
@@ -192,7 +192,7 @@ def noise_inputs() -> list:
     return [
         io.Combo.Input("noise", options=list(NOISE_MODES), default="fixed",
                        tooltip="fixed: the model's stored noise (deterministic); seeded: fresh noise from seed"),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True,
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=seed_control(),
                      tooltip="Noise seed for 'seeded'"),
     ]
 

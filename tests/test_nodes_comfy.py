@@ -242,8 +242,26 @@ def test_seed_has_its_control_widget_and_segs_are_cores_type(nodes):
 
     for node in (nodes.RestoreFaces, nodes.GFPGANFaceRestore):
         seed = next(options for name, _, options, _ in node_inputs(node) if name == "seed")
-        assert seed["control_after_generate"] is True
+        modes = getattr(io, "ControlAfterGenerate", None)
+        assert seed["control_after_generate"] == (True if modes is None else "fixed")
     assert nodes.FacesToSEGS.GET_NODE_INFO_V1()["output"] == ["SEGS"]
+
+
+def test_seed_control_starts_fixed_where_comfyui_takes_a_mode(nodes, monkeypatch):
+    import enum
+
+    from comfy_api.v0_0_2 import io
+
+    class ControlAfterGenerate(str, enum.Enum):  # as ComfyUI 0.38 declares it
+        fixed = "fixed"
+        randomize = "randomize"
+
+    monkeypatch.setattr(io, "ControlAfterGenerate", ControlAfterGenerate, raising=False)
+    from comfyui_gfpgan.nodes import compat
+
+    assert compat.seed_control() is ControlAfterGenerate.fixed
+    monkeypatch.delattr(io, "ControlAfterGenerate")
+    assert compat.seed_control() is True
     assert nodes.segs.SEGS is getattr(io, "SEGS", nodes.segs.SEGS)
 
 

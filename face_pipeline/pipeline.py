@@ -8,6 +8,7 @@ device.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, NamedTuple
 
@@ -96,12 +97,13 @@ class PipelineResult:
     crops: torch.Tensor  # [N,3,S,S] aligned input crops, CPU ([0,3,S,S] unless keep_crops=True)
     restored: torch.Tensor  # [N,3,S,S] restored crops, CPU ([0,3,S,S] unless keep_crops=True)
     frames_with_faces: list[int] = field(default_factory=list)
+    skipped_frames: list[int] = field(default_factory=list)  # frames with NaN / inf, passed through unchanged
 
 
 def validate_images(images: torch.Tensor, name: str = "images") -> None:
     """Clear errors (``FaceInputError``) for batches the pipeline cannot process: layout, size and dtype.
 
-    Values are checked a chunk at a time as the pipeline reaches them (``check_finite``), so a
+    Values are checked a chunk at a time as the pipeline reaches them (``finite_frames``), so a
     long video needs no whole-batch copy for it.
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
@@ -114,12 +116,9 @@ def validate_images(images: torch.Tensor, name: str = "images") -> None:
         raise FaceInputError(f"{name} must be float in 0..1, got {images.dtype}")
 
 
-def check_finite(frames: torch.Tensor, first_index: int = 0, name: str = "images") -> None:
-    """``FaceInputError`` naming the first frame of ``frames`` (batch index ``first_index`` on) with NaN or inf."""
-    finite = torch.isfinite(frames).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        frame = first_index + int((~finite).nonzero()[0])
-        raise FaceInputError(f"{name} frame {frame} contains NaN or infinite values")
+def finite_frames(frames: torch.Tensor) -> torch.Tensor:
+    """``[b]`` bool on ``frames``' device: which frames hold no NaN or inf (called per chunk: no whole-batch copy)."""
+    return torch.isfinite(frames).flatten(1).all(dim=1)
 
 
 def find_faces(
@@ -150,6 +149,7 @@ class _FrameChunk(NamedTuple):
     frames: torch.Tensor  # [b,C,H,W] float32 on the device
     faces: FaceBatch  # the chunk's aligned faces, image_index within the chunk
     crops: torch.Tensor  # [N,3,S,S] their crops, on the device
+    skipped: list[int]  # batch indices of frames with NaN or inf (in images or targets): no faces taken there
 
     def batch_faces(self) -> list[FaceRecord]:
         """The chunk's faces with ``image_index`` into the whole batch."""
@@ -163,17 +163,33 @@ def _frame_chunks(
     crop_size: int,
     frames_per_chunk: int,
     device: torch.device,
+    targets: torch.Tensor | None = None,
 ) -> Iterator[_FrameChunk]:
-    """``find_faces`` over ``images`` ``frames_per_chunk`` frames at a time, each chunk moved to ``device``
-    and checked for NaN / inf there; landmark smoothing carries on from one chunk to the next."""
+    """``find_faces`` over ``images`` ``frames_per_chunk`` frames at a time, each chunk moved to ``device``;
+    landmark smoothing carries on from one chunk to the next.
+
+    A frame with NaN or inf (in ``images`` or ``targets``) is one bad item of the batch, not a reason
+    to stop it: no face is taken from it, so it passes through unchanged, and a warning names it.
+    """
     if frames_per_chunk < 1:
         raise FaceInputError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
     previous: list[FaceRecord] = []  # the previous chunk's last frame
     for start in range(0, images.shape[0], frames_per_chunk):
         frames = images[start : start + frames_per_chunk].to(device, torch.float32)
-        check_finite(frames, start)
-        faces, crops, previous = find_faces(as_rgb(frames), detector, settings, crop_size, previous)
-        yield _FrameChunk(start, frames, faces, crops)
+        usable = finite_frames(frames)
+        if targets is not None:
+            usable &= finite_frames(targets[start : start + frames_per_chunk]).to(usable.device)
+        rgb, skipped = as_rgb(frames), []
+        if not bool(usable.all()):
+            skipped = [start + int(i) for i in (~usable).nonzero().flatten()]
+            warnings.warn(f"frames {skipped} contain NaN or infinite values: passed through unchanged")
+            rgb = rgb.masked_fill(~usable.view(-1, 1, 1, 1), 0.0)  # a new tensor: the caller's frames stay as they are
+        faces, crops, previous = find_faces(rgb, detector, settings, crop_size, previous)
+        if skipped:
+            keep = [i for i, face in enumerate(faces.faces) if usable[face.image_index]]
+            faces = FaceBatch([faces.faces[i] for i in keep], faces.image_sizes, faces.crop_size)
+            crops, previous = crops[keep], previous if bool(usable[-1]) else []
+        yield _FrameChunk(start, frames, faces, crops, skipped)
 
 
 def find_faces_in_frames(
@@ -218,7 +234,8 @@ def restore_faces_in_images(
     (bit-exact). ``frames_per_chunk`` frames are on the device at a time.
     ``keep_crops=True`` also returns the input and restored crops: they cost ~6 MB
     per 512 face, which adds up over a long video, so by default they are left out.
-    NaN or inf in a frame is a ``FaceInputError`` naming it, raised when its chunk is reached.
+    A frame holding NaN or inf (in ``images`` or ``targets``) passes through unchanged, with a
+    warning, and is listed in ``skipped_frames``; the rest of the batch is restored.
     ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
     after each network chunk (``done`` may repeat); it may raise to cancel.
     Results are on the CPU.
@@ -237,11 +254,11 @@ def restore_faces_in_images(
     out_images = torch.empty(source.shape, dtype=source.dtype)
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
-    for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device):
+    skipped: list[int] = []
+    for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device, targets):
         start, end, faces = chunk.start, chunk.start + chunk.frames.shape[0], chunk.faces
         chunk_targets = source[start:end].to("cpu", torch.float32)
-        if targets is not None:
-            check_finite(chunk_targets, start, "targets")
+        skipped += chunk.skipped
         restored = restore_crops(
             network, chunk.crops, fidelity=restore.fidelity, noise=restore.noise,
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
@@ -277,4 +294,5 @@ def restore_faces_in_images(
         crops=torch.cat(all_crops) if all_crops else no_crops,
         restored=torch.cat(all_restored) if all_restored else no_crops,
         frames_with_faces=sorted({f.image_index for f in all_faces}),
+        skipped_frames=skipped,
     )

@@ -296,7 +296,6 @@ def test_paste_into_upscaled_targets(astronaut_rgb, detector):
 @pytest.mark.parametrize(
     "images,message",
     [
-        (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
         (torch.zeros(1, 3, 0, 8), "empty"),
         (torch.zeros(1, 2, 8, 8), "channels"),
         (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "float"),
@@ -330,14 +329,27 @@ def test_edge_settings_are_accepted():
 
 
 @pytest.mark.parametrize("where", ["images", "targets"])
-def test_nan_in_a_later_chunk_names_the_frame(where, detector):
-    frames = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def test_a_frame_with_nan_passes_through_and_the_batch_goes_on(where, astronaut_rgb, detector):
+    photo = to_batch(astronaut_rgb)
+    frames = photo.repeat(5, 1, 1, 1)
     targets = frames.clone()
     (frames if where == "images" else targets)[3, 1, 7, 9] = float("inf" if where == "targets" else "nan")
-    with pytest.raises(FaceInputError, match=f"^{where} frame 3 contains NaN or infinite values$"):
-        restore_faces_in_images(frames, Identity(), detector, targets=targets, frames_per_chunk=2)
-    with pytest.raises(FaceInputError, match="images frame 3 "):
-        find_faces_in_frames(targets if where == "targets" else frames, detector, DetectSettings(), frames_per_chunk=2)
+    untouched = frames.clone(), targets.clone()
+    alone = restore_faces_in_images(photo, Constant(), detector)
+    with pytest.warns(UserWarning, match=r"frames \[3\] contain NaN or infinite values: passed through unchanged"):
+        result = restore_faces_in_images(frames, Constant(), detector, targets=targets, frames_per_chunk=2)
+    assert result.skipped_frames == [3] and result.frames_with_faces == [0, 1, 2, 4]
+    for good in (0, 1, 2, 4):  # the rest of the batch is restored as each frame alone would be (batched detection
+        assert psnr(result.images[good], alone.images[0]) > 60  # differs from a lone frame's in the last float bits)
+    expected = targets[3]  # the bad frame: the target's pixels, NaN / inf and all
+    assert torch.equal(result.images[3].nan_to_num(-1.0), expected.nan_to_num(-1.0))
+    assert not result.masks[3].any()
+    assert torch.equal(frames.nan_to_num(-1), untouched[0].nan_to_num(-1))  # inputs never modified
+    assert torch.equal(targets.nan_to_num(-1), untouched[1].nan_to_num(-1))
+    with pytest.warns(UserWarning, match=r"frames \[3\]"):
+        faces, crops = find_faces_in_frames(frames if where == "images" else targets, detector, DetectSettings(),
+                                            frames_per_chunk=2)
+    assert sorted({face.image_index for face in faces.faces}) == [0, 1, 2, 4] and crops.shape[0] == 4
 
 
 def test_finiteness_is_checked_a_chunk_at_a_time(detector, monkeypatch):

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .gfpgan_arch import DTYPE_CHOICES  # one list for the CLI and the nodes
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-DTYPE_CHOICES = ("auto", "fp32", "bf16")  # gfpgan_arch.DTYPE_CHOICES, here so --help needs no torch import
 
 
 class UserError(Exception):
@@ -202,8 +203,9 @@ def _restore_file(path: Path, target: Path, read, network, detector, parser, set
     image, depth = read
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
     if args.aligned:
-        result = restore_aligned_crops(network, tensor, fidelity=args.fidelity, noise=args.noise, seed=args.seed,
-                                       blend=args.blend, chunk_size=args.chunk)
+        restore = settings["restore"]  # the checked settings, as the full pipeline gets them
+        result = restore_aligned_crops(network, tensor, fidelity=restore.fidelity, noise=restore.noise,
+                                       seed=restore.seed, chunk_size=restore.chunk_size, blend=settings["paste"].blend)
         _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
         return "restored"
     result = restore_faces_in_images(tensor, network, detector, parser, **settings)

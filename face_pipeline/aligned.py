@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .align import as_rgb
-from .paste import _LUMA, _is_gray
+from .paste import is_gray, to_gray
 from .pipeline import validate_images
 from .restore import restore_crops
 
@@ -25,9 +25,7 @@ def restore_aligned_crops(network: nn.Module, crops: torch.Tensor, **options) ->
     if restored.shape[-2:] != crops.shape[-2:]:
         restored = F.interpolate(restored, size=crops.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
     color_channels = 1 if crops.shape[1] == 1 else 3
-    luma = torch.tensor(_LUMA, dtype=restored.dtype, device=restored.device).view(3, 1, 1)
     out = torch.stack([
-        (face * luma).sum(dim=0, keepdim=True).expand(color_channels, -1, -1) if _is_gray(crop[:color_channels]) else face
-        for face, crop in zip(restored, crops)
+        to_gray(face, color_channels) if is_gray(crop[:color_channels]) else face for face, crop in zip(restored, crops)
     ])
     return torch.cat([out, crops[:, 3:].float()], dim=1).to(crops.dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Real
 from pathlib import Path
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import FaceInputError
-from .faces import FaceBatch, FaceRecord, Landmarks
+from .faces import FaceBatch, FaceRecord, Landmarks, offset_faces
 from .retinaface import RetinaFaceNet, backbone_from_keys
 
 
@@ -160,7 +160,7 @@ def detect_faces(
         for start in range(0, batch, frames_per_pass):
             part = detect_faces(detector, images[start : start + frames_per_pass], threshold=threshold,
                                 working_size=working_size, nms_threshold=nms_threshold)
-            found += [replace(face, image_index=face.image_index + start) for face in part.faces]
+            found += offset_faces(part.faces, start)
         return FaceBatch(found, [(height, width)] * batch)
     dtype = next(detector.network.parameters()).dtype
     x = images.to(detector.device, dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -54,6 +54,11 @@ class FaceRecord:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
+
+
+def offset_faces(faces: list[FaceRecord], start: int) -> list[FaceRecord]:
+    """``faces`` of a slice of frames that begins at batch index ``start``, re-indexed into the whole batch."""
+    return [replace(face, image_index=face.image_index + start) for face in faces]
 
 
 @dataclass

@@ -95,8 +95,15 @@ def match_colors(restored: torch.Tensor, reference: torch.Tensor, weight: torch.
     return ((restored - mean_r) * (std_ref / std_r.clamp_min(1e-4)) + mean_ref).clamp(0, 1)
 
 
-def _is_gray(frame: torch.Tensor) -> bool:
+def is_gray(frame: torch.Tensor) -> bool:
     return frame.shape[0] == 1 or bool((frame[0] == frame[1]).all() and (frame[1] == frame[2]).all())
+
+
+def to_gray(rgb: torch.Tensor, channels: int) -> torch.Tensor:
+    """``[...,3,H,W]`` RGB as its luma, repeated over ``channels`` (1 for a gray frame, 3 for a gray RGB one)."""
+    weights = torch.tensor(_LUMA, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    gray = (rgb * weights).sum(dim=-3, keepdim=True)
+    return gray.expand(*gray.shape[:-3], channels, *gray.shape[-2:])
 
 
 def crop_to_target_affines(faces: FaceBatch, target_sizes: list[tuple[int, int]]) -> torch.Tensor:
@@ -217,8 +224,7 @@ def paste_faces(
         # the statistics, which on a flat frame outweighs the face's own spread.
         crops = match_colors(crops, originals, masks[:, None] * (in_frame > 0.999))
     affines = crop_to_target_affines(faces, [(height, width)] * batch)
-    luma = torch.tensor(_LUMA, device=output.device, dtype=output.dtype).view(3, 1, 1)
-    gray_frames = {i: _is_gray(output[i, :color_channels]) for i in {face.image_index for face in faces.faces}}
+    gray_frames = {i: is_gray(output[i, :color_channels]) for i in {face.image_index for face in faces.faces}}
 
     for index, (face, affine) in enumerate(zip(faces.faces, affines)):
         window = _warped_window(affine, crop_size, height, width)
@@ -232,7 +238,7 @@ def paste_faces(
         )[0].to(output.device, output.dtype)
         face_pixels, alpha = warped[:3].clamp(0, 1), warped[3:].clamp(0, 1) * blend
         if gray_frames[face.image_index]:
-            face_pixels = (face_pixels * luma).sum(dim=0, keepdim=True).expand(color_channels, -1, -1)
+            face_pixels = to_gray(face_pixels, color_channels)
         window = output[face.image_index, :color_channels, y0:y1, x0:x1]
         output[face.image_index, :color_channels, y0:y1, x0:x1] = torch.lerp(window, face_pixels, alpha)
         union_window = union[face.image_index, y0:y1, x0:x1]

@@ -9,7 +9,7 @@ device.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple
 
 import torch
@@ -28,7 +28,7 @@ from .detect import (
     smooth_landmarks,
 )
 from .errors import FaceInputError
-from .faces import FaceBatch, FaceRecord
+from .faces import FaceBatch, FaceRecord, offset_faces
 from .paste import check_paste_options, paste_faces
 from .restore import check_restore_options, restore_crops
 
@@ -153,7 +153,7 @@ class _FrameChunk(NamedTuple):
 
     def batch_faces(self) -> list[FaceRecord]:
         """The chunk's faces with ``image_index`` into the whole batch."""
-        return [replace(face, image_index=face.image_index + self.start) for face in self.faces.faces]
+        return offset_faces(self.faces.faces, self.start)
 
 
 def _frame_chunks(

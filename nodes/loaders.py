@@ -12,7 +12,7 @@ import comfy.model_management as model_management
 
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
-from ..gfpgan_arch import LoadedGFPGAN, load_gfpgan, network_from_state_dict
+from ..gfpgan_arch import DTYPE_CHOICES, LoadedGFPGAN, compute_dtype, load_gfpgan, network_from_state_dict
 from .compat import schema_extras
 from .common import (
     CATEGORY,
@@ -31,7 +31,7 @@ FaceParser = io.Custom("FACE_PARSER")
 
 
 def dtype_input():
-    return io.Combo.Input("dtype", options=["auto", "fp32", "bf16"], default="auto",
+    return io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
                           tooltip="auto = bf16 where ComfyUI says the device supports it, else fp32. "
                           "fp16 is not offered: GFPGAN can overflow it.")
 
@@ -43,8 +43,6 @@ def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.N
 
 
 def _dtype(choice: str) -> torch.dtype:
-    from ..gfpgan_arch import compute_dtype
-
     return compute_dtype(choice, model_management.should_use_bf16(model_management.get_torch_device()))
 
 

@@ -96,7 +96,7 @@ def test_fp16_is_no_dtype_choice(tmp_path, model, capsys):
     from comfyui_gfpgan import cli
     from comfyui_gfpgan.gfpgan_arch import DTYPE_CHOICES
 
-    assert cli.DTYPE_CHOICES == DTYPE_CHOICES  # the CLI lists them without importing torch
+    assert cli.DTYPE_CHOICES == DTYPE_CHOICES  # the CLI offers exactly the choices compute_dtype takes
     with pytest.raises(SystemExit) as exit_:
         main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--model", model, "--aligned", "--dtype", "fp16"])
     assert exit_.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from .gfpgan_arch import DTYPE_CHOICES  # one list for the CLI and the nodes
+from .face_restorers.interface import DTYPE_CHOICES  # one list for the CLI and the nodes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -80,7 +81,7 @@ def _write_image(path: Path, image, depth: int = 8) -> None:
 def _dtype(name: str, device: str):
     import torch
 
-    from .gfpgan_arch import compute_dtype
+    from .face_restorers import compute_dtype
 
     native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return compute_dtype(name, native_bf16)
@@ -125,7 +126,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .face_pipeline.errors import FaceInputError
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
     from .face_pipeline.restore import CompiledNetwork
-    from .gfpgan_arch import load_gfpgan
+    from .face_restorers import TorchFaceRestorer, load_face_restorer
 
     files = _collect_inputs(args.inputs)
     if not files:
@@ -138,7 +139,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
                               min_face_size=args.min_face, max_face_size=args.max_face,
                               working_size=args.working_size, min_eye_distance=args.min_eye_distance,
                               order=args.order, face_indices=args.face_indices),
-        restore=RestoreSettings(fidelity=args.fidelity, noise=args.noise, seed=args.seed, chunk_size=args.chunk),
+        restore=RestoreSettings(fidelity=1.0 if args.fidelity is None else args.fidelity, noise=args.noise,
+                                seed=args.seed, chunk_size=args.chunk),
         paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
     )
@@ -147,8 +149,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
-    model = load_gfpgan(args.model, device=device, dtype=_dtype(args.dtype, device))
-    network = CompiledNetwork(model.network) if args.compile else model.network
+    model = load_face_restorer(args.model, device=device, dtype=_dtype(args.dtype, device))
+    if args.fidelity is None:
+        settings["restore"] = dataclasses.replace(settings["restore"], fidelity=model.family.default_fidelity)
+    elif not model.has_fidelity:
+        print(f"note: {model.family.name} has no fidelity knob; --fidelity is ignored", file=sys.stderr)
+    if args.compile:
+        if not isinstance(model, TorchFaceRestorer):
+            raise UserError(f"--compile: {args.model} does not run in PyTorch ({model.family.name})")
+        model.network = CompiledNetwork(model.network)
     detector = None if args.aligned else load_detector(args.detector, device=device)
     parser = None
     if args.parser:
@@ -175,7 +184,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             continue
         written.add(target)
         try:
-            outcome = _restore_file(path, target, read, network, detector, parser, settings, args)
+            outcome = _restore_file(path, target, read, model, detector, parser, settings, args)
         except (FaceInputError, UserError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as error:
             # about this one input (or too big for the device): report it and go on with the others
             if isinstance(error, torch.cuda.OutOfMemoryError):
@@ -190,7 +199,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if counts["unreadable"] or counts["failed"] else 0
 
 
-def _restore_file(path: Path, target: Path, read, network, detector, parser, settings: dict,
+def _restore_file(path: Path, target: Path, read, model, detector, parser, settings: dict,
                   args: argparse.Namespace) -> str:
     """Restore one image file into ``target``; returns what happened to it (a key of the summary)."""
     import shutil
@@ -204,11 +213,11 @@ def _restore_file(path: Path, target: Path, read, network, detector, parser, set
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
     if args.aligned:
         restore = settings["restore"]  # the checked settings, as the full pipeline gets them
-        result = restore_aligned_crops(network, tensor, fidelity=restore.fidelity, noise=restore.noise,
+        result = restore_aligned_crops(model, tensor, fidelity=restore.fidelity, noise=restore.noise,
                                        seed=restore.seed, chunk_size=restore.chunk_size, blend=settings["paste"].blend)
         _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
         return "restored"
-    result = restore_faces_in_images(tensor, network, detector, parser, **settings)
+    result = restore_faces_in_images(tensor, model, detector, parser, **settings)
     if not result.faces.faces:
         if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
             shutil.copyfile(path, target)
@@ -219,14 +228,14 @@ def _restore_file(path: Path, target: Path, read, network, detector, parser, set
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .gfpgan_arch import describe_file
+    from .face_restorers import describe_file
 
     print(describe_file(args.file))
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .gfpgan_arch import convert_to_safetensors
+    from .face_restorers import convert_to_safetensors
 
     if Path(args.output).exists() and not args.overwrite:
         raise UserError(f"{args.output} exists (use --overwrite)")
@@ -254,7 +263,7 @@ def download_release(file_name: str, target: Path) -> Path:
     import hashlib
     import urllib.request
 
-    from .gfpgan_arch import KNOWN_RELEASES
+    from .releases import KNOWN_RELEASES
 
     release = next((r for r in KNOWN_RELEASES if r.file_name == file_name), None)
     if release is None:
@@ -284,7 +293,7 @@ def download_release(file_name: str, target: Path) -> Path:
 
 def fetch_missing(paths: list[str | None]) -> None:
     """``restore --download``: download each missing model file that is a known official release."""
-    from .gfpgan_arch import KNOWN_RELEASES
+    from .releases import KNOWN_RELEASES
 
     known = {r.file_name for r in KNOWN_RELEASES}
     for name in paths:
@@ -314,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
     restore.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25)")
     restore.add_argument("--parser", help="ParseNet weights (parsing_parsenet.pth) for a face-parsing blend mask")
-    restore.add_argument("--fidelity", type=float, default=1.0, help="CS-SFT weight, 0..1 (1 = official)")
+    restore.add_argument("--fidelity", type=float,
+                         help="0..1, higher = closer to the input: GFP-GAN's CS-SFT weight (default 1 = official), "
+                         "CodeFormer's w (default 0.5, upstream's); ignored by families without the knob")
     restore.add_argument("--blend", type=float, default=1.0, help="image-space visibility of the restored face, 0..1")
     restore.add_argument("--noise", choices=("fixed", "seeded"), default="fixed")
     restore.add_argument("--seed", type=int, default=0)
@@ -377,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .face_pipeline.detect import FaceModelError
-    from .gfpgan_arch import ModelLoadError
+    from .model_files import ModelLoadError
 
     try:
         return args.run(args)

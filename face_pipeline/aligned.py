@@ -6,22 +6,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..face_restorers import FaceRestorer, as_face_restorer
 from .align import as_rgb
 from .paste import is_gray, to_gray
 from .pipeline import validate_images
 from .restore import restore_crops
 
 
-def restore_aligned_crops(network: nn.Module, crops: torch.Tensor, **options) -> torch.Tensor:
+def restore_aligned_crops(restorer: FaceRestorer | nn.Module, crops: torch.Tensor, **options) -> torch.Tensor:
     """Restore ``[N,C,H,W]`` aligned face crops (C = 1, 3 or 4, 0..1) and return them as they came, as the full
     pipeline returns frames: same size (resized to the network's and back), gray where they were gray, alpha kept.
     ``options`` go to ``restore_crops``."""
     validate_images(crops, "aligned crops")
-    size = getattr(network, "out_size", 512)
+    restorer = as_face_restorer(restorer)
+    size = restorer.crop_size
     rgb = as_rgb(crops).float()
     if rgb.shape[-2:] != (size, size):
         rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", antialias=True)
-    restored = restore_crops(network, rgb, **options).to(crops.device, torch.float32)
+    restored = restore_crops(restorer, rgb, **options).to(crops.device, torch.float32)
     if restored.shape[-2:] != crops.shape[-2:]:
         restored = F.interpolate(restored, size=crops.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
     color_channels = 1 if crops.shape[1] == 1 else 3

@@ -60,7 +60,7 @@ class RetinaFaceDetector:
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A local weights file's state dict, read safely; its errors as FaceModelError."""
-    from ..gfpgan_arch import ModelLoadError, load_state_dict
+    from ..model_files import ModelLoadError, load_state_dict
 
     try:
         return load_state_dict(path)
@@ -70,7 +70,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
     """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
-    from ..gfpgan_arch import state_dict_mismatch
+    from ..model_files import state_dict_mismatch
 
     path = Path(path)
     state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}

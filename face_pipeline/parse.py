@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..gfpgan_arch import state_dict_mismatch
+from ..model_files import state_dict_mismatch
 from .detect import FaceModelError, _read_weights
 from .errors import FaceInputError
 from .paste import gaussian_blur

@@ -27,6 +27,7 @@ from .detect import (
     select_faces,
     smooth_landmarks,
 )
+from ..face_restorers import FaceRestorer, as_face_restorer
 from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord, offset_faces
 from .paste import check_paste_options, paste_faces
@@ -215,7 +216,7 @@ def find_faces_in_frames(
 
 def restore_faces_in_images(
     images: torch.Tensor,
-    network: nn.Module,
+    restorer: FaceRestorer | nn.Module,
     detector: RetinaFaceDetector,
     parser=None,
     *,
@@ -247,8 +248,8 @@ def restore_faces_in_images(
             raise FaceInputError(f"targets {tuple(targets.shape)} do not match images {tuple(images.shape)} in batch or channels")
     if paste.mask == "parsing" and parser is None:
         raise FaceInputError("mask='parsing' needs a face parser model")
-    device = next(network.parameters()).device
-    crop_size = getattr(network, "out_size", 512)
+    restorer = as_face_restorer(restorer)
+    device, crop_size = restorer.device, restorer.crop_size
     total = images.shape[0]
     source = images if targets is None else targets  # the frames that receive the faces
     out_images = torch.empty(source.shape, dtype=source.dtype)
@@ -260,7 +261,7 @@ def restore_faces_in_images(
         chunk_targets = source[start:end].to("cpu", torch.float32)
         skipped += chunk.skipped
         restored = restore_crops(
-            network, chunk.crops, fidelity=restore.fidelity, noise=restore.noise,
+            restorer, chunk.crops, fidelity=restore.fidelity, noise=restore.noise,
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
             on_chunk=None if on_progress is None else (lambda _done, _faces, start=start: on_progress(start, total)),
         )

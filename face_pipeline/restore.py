@@ -1,8 +1,7 @@
-"""Run a GFP-GAN network over aligned crops in chunks, backing off on GPU out-of-memory."""
+"""Run a face restorer over aligned crops in chunks, backing off on GPU out-of-memory."""
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import warnings
 from typing import Callable
@@ -10,10 +9,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..face_restorers import COMPUTE_DTYPES, FaceRestorer, as_face_restorer
 from .errors import FaceInputError
 
 NOISE_MODES = ("fixed", "seeded")
-COMPUTE_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def check_restore_options(
@@ -39,34 +38,25 @@ def check_restore_options(
         raise FaceInputError(f"compute dtype must be torch.float32 or torch.bfloat16 (float16 overflows), got {dtype}")
 
 
-def _network_device_dtype(network: nn.Module) -> tuple[torch.device, torch.dtype]:
-    parameter = next(network.parameters())
-    return parameter.device, parameter.dtype
-
-
 def _run_chunk(
-    network: nn.Module, crops: torch.Tensor, fidelity: float, noise: str, seeds: list[int], dtype: torch.dtype | None
+    restorer: FaceRestorer, crops: torch.Tensor, fidelity: float, noise: str, seeds: list[int], dtype: torch.dtype | None
 ) -> torch.Tensor:
-    device, weight_dtype = _network_device_dtype(network)
-    x = crops.to(device=device, dtype=weight_dtype).mul(2).sub(1)
+    device = restorer.device
+    low, high = restorer.family.input_range
+    x = crops.to(device=device, dtype=torch.float32).mul(high - low).add(low)
     if device.type == "cpu":
         # oneDNN's CPU convolutions run faster on NHWC (a 512 px face: 2.5 -> 2.25 s); the layout carries through.
         x = x.contiguous(memory_format=torch.channels_last)
     generators = None
-    if noise == "seeded":
+    if noise == "seeded" and restorer.family.noise:
         # One generator per face, seeded from (seed + face index): results do not depend on chunking.
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    # A compute dtype other than the weights' runs under autocast (e.g. bf16 without reloading the model).
-    autocast = (
-        torch.autocast(device.type, dtype=dtype) if dtype is not None and dtype != weight_dtype else contextlib.nullcontext()
-    )
-    with autocast:
-        out = network(x, fidelity=fidelity, noise=generators)
-    return out.float().add(1).div(2).clamp(0, 1)
+    out = restorer(x, fidelity, generators, dtype)
+    return out.float().sub(low).div(high - low).clamp(0, 1)
 
 
 class CompiledNetwork(nn.Module):
-    """A GFP-GAN network run through ``torch.compile`` (inductor, weights frozen as constants).
+    """A network run through ``torch.compile`` (inductor, weights frozen as constants).
 
     On CPU this fuses the element-wise work into oneDNN's convolutions and prepacks their
     weights: ~10% faster than eager per face, but the first call (and each new shape, dtype or
@@ -79,10 +69,6 @@ class CompiledNetwork(nn.Module):
         self.network = network
         # A compiled bound method, not a compiled module, so the network is registered only once.
         self._compiled: Callable | None = torch.compile(network.forward, options={"freezing": True})
-
-    @property
-    def out_size(self) -> int:
-        return self.network.out_size
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if self._compiled is not None:
@@ -104,7 +90,7 @@ def default_chunk_size(device: torch.device) -> int:
 
 @torch.inference_mode()
 def restore_crops(
-    network: nn.Module,
+    restorer: FaceRestorer | nn.Module,
     crops: torch.Tensor,
     *,
     fidelity: float = 1.0,
@@ -117,7 +103,9 @@ def restore_crops(
 ) -> torch.Tensor:
     """Restore aligned face crops ``[N,3,S,S]`` (RGB 0..1); returns the same shape on the crops' device.
 
-    ``fidelity`` is the network's CS-SFT weight (1 = official output); ``blend``
+    ``restorer`` is a ``FaceRestorer`` (a bare GFP-GAN network is wrapped as one). ``fidelity``
+    drives the family's fidelity knob (GFP-GAN: the CS-SFT weight, 1 = official output;
+    CodeFormer: w) and is ignored by families without one; ``blend``
     mixes the result with the input crop in image space (0 = input, 1 = restored).
     ``on_chunk(done, total)`` is called after each chunk and may raise to cancel.
     ``chunk_size`` None picks one for the device (see ``default_chunk_size``); on CUDA
@@ -126,20 +114,20 @@ def restore_crops(
     ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking.
     """
     check_restore_options(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size, dtype=dtype, blend=blend)
-    size = getattr(network, "out_size", crops.shape[-1])
+    restorer = as_face_restorer(restorer)
+    size = restorer.crop_size
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[-2:] != (size, size):
         raise FaceInputError(f"expected face crops of shape [N,3,{size},{size}], got {tuple(crops.shape)}")
     if not crops.is_floating_point():
         raise FaceInputError(f"face crops must be float in 0..1, got {crops.dtype}")
     total = crops.shape[0]
     restored = torch.empty_like(crops, dtype=torch.float32)
-    device, _ = _network_device_dtype(network)
-    done, chunk = 0, chunk_size or default_chunk_size(device)
+    done, chunk = 0, chunk_size or default_chunk_size(restorer.device)
     while done < total:
         end = min(total, done + chunk)
         try:
             seeds = [seed + i for i in range(done, end)]
-            out = _run_chunk(network, crops[done:end], fidelity, noise, seeds, dtype)
+            out = _run_chunk(restorer, crops[done:end], fidelity, noise, seeds, dtype)
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-
 import torch
 
-
-class ModelLoadError(Exception):
-    """A weights file that cannot be loaded; the message says which file and why."""
+from ..model_files import ArchSpec, ModelLoadError
 
 
 SUPPORTED = "GFPGAN v1.2 / v1.3 / v1.4 (GFPGANv1Clean) and the original GFPGANv1"
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str  # "GFPGANv1Clean" or "GFPGANv1"
-    config: dict = field(default_factory=dict)
 
 
 def _count(state_dict: dict[str, torch.Tensor], pattern: str) -> int:
@@ -27,39 +17,21 @@ def _count(state_dict: dict[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for key in state_dict if (m := regex.fullmatch(key))})
 
 
-def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
-    """A guess at what a foreign state dict is, for the error message."""
-    keys = " ".join(list(state_dict)[:400])
-    hints = [  # most specific first
-        ("ClassHead", "a RetinaFace face detector"),
-        ("bbox_head", "a face detector"),
-        ("position_emb", "CodeFormer (a VQ-codebook face restorer)"),
-        ("idx_pred_layer", "CodeFormer (a VQ-codebook face restorer)"),
-        ("quant_conv", "RestoreFormer / VQGAN (a VQ-codebook face restorer)"),
-        ("quantize", "a VQ-codebook face restorer (CodeFormer / RestoreFormer-like)"),
-        ("RDB", "an ESRGAN-family upscaler"),
-        ("rdb", "an ESRGAN-family upscaler"),
-        ("conv_first", "an upscaler (ESRGAN / SwinIR-like)"),
-        ("model.diffusion_model", "a diffusion checkpoint"),
-    ]
-    for needle, description in hints:
-        if needle in keys:
-            return description
-    return f"an unknown network ({len(state_dict)} tensors, first key {next(iter(state_dict), '-')!r})"
+def is_gfpgan(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether the keys are a GFP-GAN network's (a StyleGAN2 decoder plus the U-Net's RGB heads)."""
+    return "stylegan_decoder.constant_input.weight" in state_dict and any(k.startswith("toRGB.") for k in state_dict)
 
 
 def detect_architecture(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> ArchSpec:
     """Which GFP-GAN network this state dict belongs to, and its config."""
-    if "stylegan_decoder.constant_input.weight" not in state_dict or not any(k.startswith("toRGB.") for k in state_dict):
-        raise ModelLoadError(
-            f"{source}: this looks like {_looks_like(state_dict)}, not a GFP-GAN model. Supported: {SUPPORTED}."
-        )
+    if not is_gfpgan(state_dict):
+        raise ModelLoadError(f"{source}: not a GFP-GAN state dict (no StyleGAN2 decoder). Supported: {SUPPORTED}.")
     name = "GFPGANv1" if "conv_body_first.0.weight" in state_dict else "GFPGANv1Clean"
     try:
         config = _infer_config(state_dict, name)
     except (KeyError, IndexError, ValueError) as error:
         raise ModelLoadError(f"{source}: a {name} state dict with missing or odd tensors ({error}).") from error
-    return ArchSpec(name, config)
+    return ArchSpec(name, config, crop_size=config["out_size"])
 
 
 def _infer_config(sd: dict[str, torch.Tensor], name: str) -> dict:

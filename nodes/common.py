@@ -15,12 +15,13 @@ import folder_paths
 from comfy.model_patcher import ModelPatcher
 
 from ..face_pipeline.restore import default_chunk_size
-from ..gfpgan_arch import KNOWN_RELEASES
+from ..releases import KNOWN_RELEASES
 from .compat import free_memory, is_out_of_memory
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
 DETECTION_FOLDER = "facedetection"
 WEIGHT_SUFFIXES = (".pth", ".safetensors", ".ckpt", ".pt")
+RESTORER_SUFFIXES = (*WEIGHT_SUFFIXES, ".onnx")  # ONNX files as ReActor and FaceFusion keep them
 CATEGORY = "image/face restoration"
 
 
@@ -36,9 +37,9 @@ def register_model_folders() -> None:
         folder_paths.add_model_folder_path(key, os.path.join(models, folder))
 
 
-def weight_files(folder_key: str) -> list[str]:
+def weight_files(folder_key: str, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> list[str]:
     """Weight files listed in a ComfyUI model folder."""
-    return [f for f in folder_paths.get_filename_list(folder_key) if f.lower().endswith(WEIGHT_SUFFIXES)]
+    return [f for f in folder_paths.get_filename_list(folder_key) if f.lower().endswith(suffixes)]
 
 
 def missing_model_message(folder_key: str, name: str, arch: str) -> str | None:
@@ -77,14 +78,14 @@ def file_fingerprint(folder_key: str, name: str) -> tuple | None:
 
 @dataclass
 class PatchedModel:
-    """A network managed by ComfyUI's model management, plus what we know about it."""
+    """A model managed by ComfyUI's model management, plus the object the pipeline drives.
 
-    patcher: ModelPatcher
-    info: Any = None  # LoadedGFPGAN, RetinaFaceDetector or FaceParser (their .network is patcher.model)
+    ``info`` is a FaceRestorer, RetinaFaceDetector or FaceParser; ``patcher`` wraps its torch module
+    (None for a model that runs outside torch, as an ONNX file does: onnxruntime places it itself).
+    """
 
-    @property
-    def network(self) -> torch.nn.Module:
-        return self.patcher.model
+    patcher: ModelPatcher | None
+    info: Any = None
 
 
 def load_on_device(*models: PatchedModel | None) -> None:
@@ -94,7 +95,7 @@ def load_on_device(*models: PatchedModel | None) -> None:
     upscaler does, because a partial load leaves plain modules' weights on the offload device.
     ``None`` (an optional model not given) is skipped.
     """
-    present = [model for model in models if model is not None]
+    present = [model for model in models if model is not None and model.patcher is not None]
     model_management.load_models_gpu([model.patcher for model in present], force_full_load=True)
     for model in present:
         _ensure_on_load_device(model.patcher)
@@ -113,9 +114,11 @@ def _ensure_on_load_device(patcher: ModelPatcher) -> None:
         raise RuntimeError(f"{type(patcher.model).__name__} did not move to {device} (weights left on {', '.join(stray)})")
 
 
-def patch(network: torch.nn.Module, info: Any) -> PatchedModel:
+def patch(module: torch.nn.Module | None, info: Any) -> PatchedModel:
+    if module is None:
+        return PatchedModel(None, info)
     return PatchedModel(
-        ModelPatcher(network, load_device=model_management.get_torch_device(),
+        ModelPatcher(module, load_device=model_management.get_torch_device(),
                      offload_device=model_management.unet_offload_device()),
         info,
     )
@@ -158,12 +161,13 @@ def on_compute_device(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def face_chunk_size(model: PatchedModel) -> int:
-    """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32)."""
-    parameter = next(model.network.parameters())
-    if parameter.device.type != "cuda":
-        return default_chunk_size(parameter.device)
-    per_face = 0.35e9 * (0.5 if parameter.dtype == torch.bfloat16 else 1.0)
-    free = free_memory(model.patcher, parameter.device)
+    """Faces per network batch that fit in free memory (about 0.35 GB per 512 px face in fp32, GFP-GAN's;
+    scaled by the crop's area for other sizes)."""
+    restorer = model.info
+    if restorer.device.type != "cuda" or model.patcher is None:
+        return default_chunk_size(restorer.device)
+    per_face = 0.35e9 * (0.5 if restorer.dtype == torch.bfloat16 else 1.0) * (restorer.crop_size / 512) ** 2
+    free = free_memory(model.patcher, restorer.device)
     return int(max(1, min(32, free * 0.8 // per_face)))
 
 

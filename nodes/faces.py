@@ -148,12 +148,12 @@ class RestoreFaces(io.ComfyNode):
             return io.NodeOutput(face_crops.clone())
         if crops.shape[1] != 3:
             raise ValueError(f"face crops must be RGB, got {crops.shape[1]} channels")
-        size = gfpgan_model.network.out_size
+        size = gfpgan_model.info.crop_size
         if crops.shape[-2:] != (size, size):
             raise ValueError(crop_size_message(size, tuple(crops.shape[-2:])))
         progress = progress_callback(crops.shape[0])
         restored = smaller_after_out_of_memory([
-            partial(restore_crops, gfpgan_model.network, crops, fidelity=fidelity, noise=noise, seed=seed,
+            partial(restore_crops, gfpgan_model.info, crops, fidelity=fidelity, noise=noise, seed=seed,
                     chunk_size=chunk, on_chunk=progress)
             for chunk in (face_chunk_size(gfpgan_model), 1)
         ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Callable
 
@@ -12,12 +13,13 @@ import comfy.model_management as model_management
 
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
-from ..gfpgan_arch import DTYPE_CHOICES, LoadedGFPGAN, compute_dtype, load_gfpgan, network_from_state_dict
+from ..face_restorers import DTYPE_CHOICES, FaceRestorer, compute_dtype, load_face_restorer, restorer_from_state_dict
 from .compat import schema_extras
 from .common import (
     CATEGORY,
     DETECTION_FOLDER,
     GFPGAN_FOLDER,
+    RESTORER_SUFFIXES,
     file_fingerprint,
     missing_model_message,
     patch,
@@ -39,7 +41,21 @@ def dtype_input():
 def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.NodeOutput:
     """Load a listed model file onto ComfyUI's offload device, wrapped for its model management."""
     loaded = load(resolve_model_path(folder, name, arch), device=model_management.unet_offload_device())
+    if isinstance(loaded, FaceRestorer):
+        log_knobs(loaded)
+        return io.NodeOutput(patch(loaded.module, loaded))
     return io.NodeOutput(patch(loaded.network, loaded))
+
+
+def log_knobs(restorer: FaceRestorer) -> None:
+    """Say once, when a model is loaded, what the restore nodes' fidelity widget does with it."""
+    family = restorer.family
+    if family.fidelity is None:
+        logging.warning("[GFPGAN] %s: %s has no fidelity knob; the restore nodes' fidelity is ignored for it",
+                        restorer.path or restorer.arch, family.name)
+    elif family.default_fidelity != 1.0:
+        logging.info("[GFPGAN] %s: fidelity drives %s's %s; upstream's default is %s (the widget's 1.0 is GFP-GAN's)",
+                     restorer.path or restorer.arch, family.name, family.fidelity, family.default_fidelity)
 
 
 def _dtype(choice: str) -> torch.dtype:
@@ -51,14 +67,16 @@ class LoadGFPGANModel(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="GFPGANModelLoader",
-            display_name="Load GFPGAN Model",
+            display_name="Load Face Restore Model",
             category=CATEGORY,
             **schema_extras(search_aliases=["gfpgan", "load gfpgan", "face restore model", "facerestore model"]),
-            description="Loads GFPGAN weights (v1.2/v1.3/v1.4 or the original v1) from models/facerestore_models "
-            "or models/gfpgan. The network is detected from the file; .pth files are read without unpickling code.",
+            description="Loads a face restoration model from models/facerestore_models or models/gfpgan: GFPGAN "
+            "(v1.2/v1.3/v1.4, the original v1) and the other families the README lists. The family and network are "
+            "detected from the file's content; .pth files are read without unpickling code.",
             inputs=[
-                io.Combo.Input("model_name", options=weight_files(GFPGAN_FOLDER),
-                               tooltip="GFPGAN weights file, e.g. GFPGANv1.4.pth or a converted .safetensors"),
+                io.Combo.Input("model_name", options=weight_files(GFPGAN_FOLDER, RESTORER_SUFFIXES),
+                               tooltip="A face restoration file, e.g. GFPGANv1.4.pth, codeformer-v0.1.0.pth or a "
+                               ".safetensors / .onnx form of one"),
                 dtype_input(),
             ],
             outputs=[GFPGANModel.Output(display_name="gfpgan_model", tooltip="The loaded GFPGAN network")],
@@ -75,7 +93,7 @@ class LoadGFPGANModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
-        return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_gfpgan, dtype=_dtype(dtype)))
+        return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_face_restorer, dtype=_dtype(dtype)))
 
 
 class LoadFaceDetector(io.ComfyNode):
@@ -139,6 +157,10 @@ class LoadFaceParser(io.ComfyNode):
         return _load_from_folder(DETECTION_FOLDER, parser_name, "ParseNet", load_parser)
 
 
+# spandrel's ids of the face restorers whose state dicts (official keys) our families read
+SPANDREL_FACE_RESTORERS = ("GFPGAN", "CodeFormer", "RestoreFormer")
+
+
 class GFPGANFromUpscaleModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -159,10 +181,12 @@ class GFPGANFromUpscaleModel(io.ComfyNode):
     @classmethod
     def execute(cls, upscale_model, dtype: str) -> io.NodeOutput:
         architecture = getattr(getattr(upscale_model, "architecture", None), "id", None)
-        if architecture != "GFPGAN":
-            raise ValueError(f"this upscale model is {architecture or 'not a spandrel model'}, not GFPGAN")
-        network, arch, config = network_from_state_dict(
+        if architecture not in SPANDREL_FACE_RESTORERS:
+            raise ValueError(f"this upscale model is {architecture or 'not a spandrel model'}, not a face restorer "
+                             f"({', '.join(SPANDREL_FACE_RESTORERS)})")
+        restorer = restorer_from_state_dict(
             {k: v.detach().cpu() for k, v in upscale_model.model.state_dict().items()}, source="upscale model"
         )
-        network.to(model_management.unet_offload_device(), _dtype(dtype))
-        return io.NodeOutput(patch(network, LoadedGFPGAN(network, arch, config, None, None, "")))
+        restorer.to(model_management.unet_offload_device(), _dtype(dtype))
+        log_knobs(restorer)
+        return io.NodeOutput(patch(restorer.module, restorer))

@@ -74,7 +74,7 @@ class GFPGANFaceRestore(io.ComfyNode):
 
         def run(frames_per_chunk: int, chunk_size: int):
             return restore_faces_in_images(
-                to_bchw(image), gfpgan_model.network, face_detector.info, None if parser is None else parser.info,
+                to_bchw(image), gfpgan_model.info, face_detector.info, None if parser is None else parser.info,
                 detect=detect,
                 restore=RestoreSettings(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size),
                 paste=PasteSettings(mask=mask_type, feather=feather, color_correction=color_correction, blend=blend),

@@ -39,27 +39,6 @@ def test_recovers_official_config(official_clean_network):
     assert spec == type(spec)("GFPGANv1Clean", OFFICIAL_CLEAN_CONFIG)
 
 
-@pytest.mark.parametrize(
-    "state_dict,expected",
-    [
-        (dict.fromkeys(["quantize.embedding.weight", "position_emb", "feat_emb.weight", "idx_pred_layer.1.weight",
-                        "encoder.blocks.0.weight"], torch.zeros(1)), "CodeFormer"),
-        (dict.fromkeys(["quantize.embedding.weight", "encoder.conv_in.weight", "quant_conv.weight",
-                        "decoder.conv_out.weight"], torch.zeros(1)), "RestoreFormer"),
-        (dict.fromkeys(["conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight"], torch.zeros(1)),
-         "ESRGAN"),
-        (dict.fromkeys(["model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"], torch.zeros(1)), "ESRGAN"),
-        ({"ClassHead.0.conv1x1.weight": torch.zeros(1), "body.stage1.0.0.weight": torch.zeros(1)}, "RetinaFace"),
-        ({"foo": torch.zeros(1)}, "unknown network"),
-    ],
-    ids=["codeformer", "restoreformer", "esrgan", "esrgan-old", "retinaface", "unknown"],
-)
-def test_foreign_state_dicts_get_a_clear_error(state_dict, expected):
-    with pytest.raises(ModelLoadError, match=expected) as error:
-        detect_architecture(state_dict, source="weights.pth")
-    assert "weights.pth" in str(error.value) and "Supported" in str(error.value)
-
-
 def test_damaged_gfpgan_state_dict_gets_a_clear_error():
     state_dict = seeded_clean_network(seed=0, nonzero_noise=False, out_size=64, narrow=0.25, num_style_feat=16).state_dict()
     del state_dict["final_linear.weight"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from comfyui_gfpgan.gfpgan_arch import detect_architecture, load_gfpgan
+from comfyui_gfpgan.face_restorers import load_face_restorer
+from comfyui_gfpgan.gfpgan_arch import detect_architecture
 from comfyui_gfpgan.gfpgan_arch.original import GFPGANv1
 
 CONFIGS = [
@@ -65,10 +66,10 @@ def test_v1_file_loads_through_the_normal_path(tmp_path, reference_module):
     state_dict = {k: v.contiguous() for k, v in reference.state_dict().items()}
     path = tmp_path / "GFPGANv1.pth"
     torch.save({"params_ema": state_dict}, path)
-    loaded = load_gfpgan(path)
+    loaded = load_face_restorer(path)
     assert loaded.arch == "GFPGANv1" and loaded.config == CONFIGS[0]
     assert detect_architecture(state_dict).name == "GFPGANv1"
     save_file(state_dict, str(tmp_path / "v1.safetensors"))
     with torch.inference_mode():
-        out = load_gfpgan(tmp_path / "v1.safetensors").network(torch.zeros(1, 3, 64, 64))
+        out = load_face_restorer(tmp_path / "v1.safetensors").network(torch.zeros(1, 3, 64, 64))
     assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()

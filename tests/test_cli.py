@@ -94,7 +94,7 @@ def test_device_is_checked_before_any_model_loads(tmp_path, monkeypatch, capsys,
 
 def test_fp16_is_no_dtype_choice(tmp_path, model, capsys):
     from comfyui_gfpgan import cli
-    from comfyui_gfpgan.gfpgan_arch import DTYPE_CHOICES
+    from comfyui_gfpgan.face_restorers import DTYPE_CHOICES
 
     assert cli.DTYPE_CHOICES == DTYPE_CHOICES  # the CLI offers exactly the choices compute_dtype takes
     with pytest.raises(SystemExit) as exit_:

@@ -165,7 +165,7 @@ def test_gfpgan_from_core_upscale_model_loader(nodes, official_weight_files, ast
     with torch.inference_mode():
         theirs = descriptor.model(crops.movedim(-1, 1).contiguous() * 2 - 1, return_rgb=False, randomize_noise=False)[0]
     assert torch.allclose(ours, theirs.add(1).div(2).clamp(0, 1).movedim(1, -1), atol=1e-4)
-    with pytest.raises(ValueError, match="not GFPGAN"):
+    with pytest.raises(ValueError, match="not a face restorer"):
         nodes.GFPGANFromUpscaleModel.execute(object(), "auto")
 
 

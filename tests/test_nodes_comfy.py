@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from comfyui_gfpgan.face_restorers import as_face_restorer
 from factories import IdentityRestorer
 from node_info import node_inputs
 
@@ -66,7 +67,7 @@ def test_all_in_one_loads_its_models_in_one_full_load(nodes, loaded, load_calls)
     assert patchers == [model.patcher, detector.patcher] and options.get("force_full_load") is True
     for patched in (model, detector):
         device = patched.patcher.load_device
-        assert all(p.device == device for p in patched.network.parameters())
+        assert all(p.device == device for p in patched.patcher.model.parameters())
 
 
 def test_weights_left_on_the_offload_device_are_moved_or_refused(nodes, monkeypatch):
@@ -78,11 +79,11 @@ def test_weights_left_on_the_offload_device_are_moved_or_refused(nodes, monkeypa
     model = patch(torch.nn.Conv2d(3, 3, 1), None)
     model.patcher.load_device = torch.device("meta")  # a device the weights are not on
     load_on_device(model, None)  # None: an optional model not connected
-    assert {p.device.type for p in model.network.parameters()} == {"meta"}
+    assert {p.device.type for p in model.patcher.model.parameters()} == {"meta"}
 
     stuck = patch(torch.nn.Conv2d(3, 3, 1), None)
     stuck.patcher.load_device = torch.device("meta")
-    monkeypatch.setattr(stuck.network, "to", lambda *args, **kwargs: stuck.network)
+    monkeypatch.setattr(stuck.patcher.model, "to", lambda *args, **kwargs: stuck.patcher.model)
     with pytest.raises(RuntimeError, match="Conv2d did not move to meta"):
         load_on_device(stuck)
 
@@ -91,13 +92,13 @@ def test_chunk_size_counts_the_patchers_free_memory(nodes, monkeypatch):
     import comfy.model_management as model_management
     from comfyui_gfpgan.nodes.common import PatchedModel, face_chunk_size
 
-    on_gpu = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float32)
-    network = SimpleNamespace(parameters=lambda: iter([on_gpu]))
+    network = object()
+    on_gpu = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float32, crop_size=512)
     monkeypatch.setattr(model_management, "get_free_memory", lambda device=None, torch_free_too=False: 1.75e9)
     with_count = SimpleNamespace(model=network, get_free_memory=lambda device: 3.5e9)  # ComfyUI 0.38's patcher
-    assert face_chunk_size(PatchedModel(with_count)) == 8  # 3.5 GB * 0.8 / 0.35 GB per face
+    assert face_chunk_size(PatchedModel(with_count, on_gpu)) == 8  # 3.5 GB * 0.8 / 0.35 GB per face
     without = SimpleNamespace(model=network)  # ComfyUI 0.3.64 / 0.8.0: no count of its own
-    assert face_chunk_size(PatchedModel(without)) == 4
+    assert face_chunk_size(PatchedModel(without, on_gpu)) == 4
 
 
 def test_out_of_memory_is_told_as_comfyui_does(nodes, monkeypatch):
@@ -160,7 +161,8 @@ def test_restore_and_paste_retry_after_out_of_memory(nodes, loaded, photo, monke
 
     model, detector = loaded
     faces, crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 640).result
-    restorer = nodes.common.patch(IdentityRestorer(), None)  # same code path, no 512 px network on the CPU
+    identity = IdentityRestorer()
+    restorer = nodes.common.patch(identity, as_face_restorer(identity))  # same code path, no 512 px network on the CPU
     chunk_sizes, pastes = [], []
     real_restore, real_paste = faces_module.restore_crops, faces_module.paste_faces
 
@@ -288,7 +290,7 @@ def test_restore_faces_says_which_crops_a_model_needs(nodes, loaded):
     small = IdentityRestorer()
     small.out_size = 256
     with pytest.raises(ValueError) as error:
-        nodes.RestoreFaces.execute(nodes.common.patch(small, None), torch.rand(1, 512, 512, 3), 1.0, "fixed", 0)
+        nodes.RestoreFaces.execute(nodes.common.patch(small, as_face_restorer(small)), torch.rand(1, 512, 512, 3), 1.0, "fixed", 0)
     message = str(error.value)
     assert "restores 256x256" in message and "got 512x512" in message and "GFPGAN Face Restore" in message
     assert "use Detect Faces)" not in message  # Detect Faces makes 512 px crops: no help for this model

@@ -1,4 +1,8 @@
-"""Safe loading of GFP-GAN weight files: .safetensors first, legacy .pth without unpickling code."""
+"""Reading model files safely, for every network the pack loads (restorers, detector, parser).
+
+``.safetensors`` first (by content, not by name); legacy ``.pth`` / ``.ckpt`` only through
+``torch.load(weights_only=True)``, so a checkpoint that would run code is refused, never executed.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,25 @@ import pickletools
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .clean import GFPGANv1Clean
-from .detect import SUPPORTED, ModelLoadError, detect_architecture
-from .releases import Release, find_release
+
+class ModelLoadError(Exception):
+    """A weights file that cannot be loaded; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What key-based detection found: the network's name, its constructor config, and its face crop size."""
+
+    name: str  # e.g. "GFPGANv1Clean", "CodeFormer"
+    config: dict = field(default_factory=dict)
+    crop_size: int = 512
+
 
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict")
 
@@ -115,7 +129,7 @@ def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelLoadError(f"{source}: holds no state dict of tensors. Supported: {SUPPORTED}.")
+        raise ModelLoadError(f"{source}: holds no state dict of tensors.")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
@@ -137,53 +151,6 @@ def _looks_like_safetensors(path: Path) -> bool:
     with open(path, "rb") as handle:
         start = handle.read(9)
     return len(start) == 9 and start[8:9] == b"{" and int.from_bytes(start[:8], "little") > 1
-
-
-@dataclass
-class LoadedGFPGAN:
-    network: nn.Module
-    arch: str
-    config: dict
-    release: Release | None
-    path: Path
-    sha256: str
-
-
-def build_network(arch: str, config: dict) -> nn.Module:
-    if arch == "GFPGANv1Clean":
-        return GFPGANv1Clean(**config)
-    if arch == "GFPGANv1":
-        from .original import GFPGANv1
-
-        return GFPGANv1(**config)
-    raise ModelLoadError(f"unknown architecture {arch!r}")
-
-
-def check_dtype(dtype: torch.dtype) -> None:
-    """Refuse fp16: the StyleGAN2 decoder's activations overflow it (reference tools mark GFPGAN fp16-unsafe)."""
-    if dtype == torch.float16:
-        raise ModelLoadError(
-            "float16 is not supported for GFP-GAN: its StyleGAN2 decoder's activations can overflow half precision "
-            "(reference tools such as spandrel mark it fp16-unsafe too). Use bfloat16 (same memory, wider range) "
-            "or float32."
-        )
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ModelLoadError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
-
-
-DTYPE_CHOICES = ("auto", "fp32", "bf16")
-
-
-def compute_dtype(choice: str, bf16_supported: bool) -> torch.dtype:
-    """The dtype for a user's ``auto`` / ``fp32`` / ``bf16`` (CLI and nodes alike): ``auto`` is bfloat16 where
-    the device runs it natively (``bf16_supported``, the caller's answer for its device), else float32."""
-    if choice == "auto":
-        return torch.bfloat16 if bf16_supported else torch.float32
-    if choice == "fp16":
-        check_dtype(torch.float16)  # refused, with the reason
-    if choice not in DTYPE_CHOICES:
-        raise ModelLoadError(f"unknown dtype {choice!r}; use one of {', '.join(DTYPE_CHOICES)}")
-    return torch.float32 if choice == "fp32" else torch.bfloat16
 
 
 def _some(keys: list[str], shown: int = 5) -> str:
@@ -208,24 +175,3 @@ def state_dict_mismatch(network: nn.Module, state_dict: dict[str, torch.Tensor])
         if keys
     ]
     return "; ".join(parts) or None
-
-
-def network_from_state_dict(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> tuple[nn.Module, str, dict]:
-    """Detect the architecture of ``state_dict`` and return ``(network, arch, config)`` with the weights loaded."""
-    spec = detect_architecture(state_dict, source=source)
-    network = build_network(spec.name, spec.config)
-    mismatch = state_dict_mismatch(network, state_dict)
-    if mismatch:
-        raise ModelLoadError(f"{source}: looks like {spec.name} {spec.config} but does not fit it: {mismatch}.")
-    network.load_state_dict(state_dict, strict=True)
-    return network.eval().requires_grad_(False), spec.name, spec.config
-
-
-def load_gfpgan(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedGFPGAN:
-    """Load a GFP-GAN weights file, detect its network from the keys, and return it ready for inference."""
-    check_dtype(dtype)
-    path = Path(path)
-    network, arch, config = network_from_state_dict(load_state_dict(path), source=str(path))
-    network.to(device=device, dtype=dtype)
-    sha256 = file_sha256(path)
-    return LoadedGFPGAN(network, arch, config, find_release(sha256=sha256), path, sha256)

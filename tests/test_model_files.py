@@ -1,21 +1,12 @@
-"""Loading weight files: formats, wrappers, round trips, and every kind of bad file."""
+"""The one safe reader of weight files: formats, wrappers, and every kind of bad file."""
 
 import pickle
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from comfyui_gfpgan.gfpgan_arch import (
-    ModelLoadError,
-    compute_dtype,
-    convert_to_safetensors,
-    describe_file,
-    find_release,
-    load_gfpgan,
-    load_state_dict,
-    pickle_loading_is_safe,
-)
+from comfyui_gfpgan.model_files import ModelLoadError, load_state_dict, pickle_loading_is_safe
 
 from factories import seeded_clean_network
 
@@ -45,31 +36,6 @@ def test_pth_wrappers_and_module_prefix(tmp_path, small_state_dict, wrapper):
     assert_same_tensors(load_state_dict(path), small_state_dict)
 
 
-def test_official_files_load_to_the_same_network(official_weight_files, official_clean_network):
-    expected = official_clean_network.state_dict()
-    for path in official_weight_files.values():
-        loaded = load_gfpgan(path)
-        assert loaded.arch == "GFPGANv1Clean" and loaded.config["out_size"] == 512
-        assert loaded.release is None  # random weights are no official release
-        assert_same_tensors(loaded.network.state_dict(), expected)
-
-
-def test_pth_safetensors_round_trip(tmp_path, small_state_dict):
-    pth = tmp_path / "small.pth"
-    torch.save({"params_ema": small_state_dict}, pth)
-    converted = convert_to_safetensors(pth, tmp_path / "small.safetensors")
-    assert_same_tensors(load_file(str(converted)), small_state_dict)
-    from safetensors import safe_open
-
-    with safe_open(str(converted), "pt") as handle:
-        metadata = handle.metadata()
-    assert metadata["arch"] == "GFPGANv1Clean" and '"out_size": 64' in metadata["config"]
-    assert metadata["source_file"] == "small.pth" and len(metadata["source_sha256"]) == 64
-    back = tmp_path / "back.pth"
-    torch.save({"params_ema": load_state_dict(converted)}, back)
-    assert_same_tensors(load_state_dict(back), small_state_dict)
-
-
 def test_format_is_read_from_the_content_not_the_name(tmp_path, small_state_dict):
     safetensors_named_pth = tmp_path / "renamed.pth"
     save_file(small_state_dict, str(safetensors_named_pth))
@@ -77,39 +43,6 @@ def test_format_is_read_from_the_content_not_the_name(tmp_path, small_state_dict
     torch.save({"params_ema": small_state_dict}, pth_named_safetensors)
     for path in (safetensors_named_pth, pth_named_safetensors):
         assert_same_tensors(load_state_dict(path), small_state_dict)
-
-
-def test_describe_file(tmp_path, small_state_dict):
-    path = tmp_path / "small.safetensors"
-    save_file(small_state_dict, str(path))
-    text = describe_file(path)
-    assert "GFPGANv1Clean" in text and "out_size=64" in text and "not a known official release" in text
-
-
-def test_loaded_network_runs_in_bf16(tmp_path, small_state_dict):
-    path = tmp_path / "small.safetensors"
-    save_file(small_state_dict, str(path))
-    network = load_gfpgan(path, dtype=torch.bfloat16).network
-    with torch.inference_mode():
-        out = network(torch.zeros(1, 3, 64, 64, dtype=torch.bfloat16))
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
-
-
-def test_float16_is_refused_with_a_reason(tmp_path, small_state_dict):
-    path = tmp_path / "small.safetensors"
-    save_file(small_state_dict, str(path))
-    with pytest.raises(ModelLoadError, match="bfloat16"):
-        load_gfpgan(path, dtype=torch.float16)
-
-
-def test_one_dtype_chooser():
-    assert compute_dtype("auto", bf16_supported=True) == torch.bfloat16
-    assert compute_dtype("auto", bf16_supported=False) == torch.float32
-    assert compute_dtype("fp32", True) == torch.float32 and compute_dtype("bf16", False) == torch.bfloat16
-    with pytest.raises(ModelLoadError, match="overflow half precision"):
-        compute_dtype("fp16", True)
-    with pytest.raises(ModelLoadError, match="unknown dtype 'int8'; use one of auto, fp32, bf16"):
-        compute_dtype("int8", True)
 
 
 def test_truncated_safetensors(tmp_path, small_state_dict):
@@ -208,42 +141,3 @@ def test_old_torch_refuses_pth_but_reads_safetensors(tmp_path, small_state_dict,
     assert_same_tensors(load_state_dict(safetensors), small_state_dict)
     monkeypatch.setattr(torch, "__version__", "2.6.0")
     assert_same_tensors(load_state_dict(pth), small_state_dict)
-
-
-def test_foreign_files(tmp_path):
-    codeformer = tmp_path / "codeformer.pth"
-    torch.save({"params_ema": {k: torch.zeros(8, 4) for k in ["quantize.embedding.weight", "position_emb"]}}, codeformer)
-    esrgan = tmp_path / "4x_esrgan.safetensors"
-    save_file({k: torch.zeros(2, 2) for k in ["conv_first.weight", "body.0.rdb1.conv1.weight"]}, str(esrgan))
-    for path, looks_like in [(codeformer, "CodeFormer"), (esrgan, "ESRGAN")]:
-        with pytest.raises(ModelLoadError, match=looks_like) as error:
-            load_gfpgan(path)
-        assert str(path) in str(error.value) and "Supported: GFPGAN" in str(error.value)
-    not_a_dict = tmp_path / "list.pth"
-    torch.save([torch.zeros(1)], not_a_dict)
-    with pytest.raises(ModelLoadError, match="no state dict of tensors"):
-        load_gfpgan(not_a_dict)
-
-
-def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
-    broken = dict(small_state_dict)
-    broken["conv_body_up.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
-    path = tmp_path / "broken.safetensors"
-    save_file(broken, str(path))
-    with pytest.raises(ModelLoadError, match=r"broken.safetensors: looks like GFPGANv1Clean .* does not fit it: 1 tensors "
-                       r"of other shapes \(file vs network\) \(conv_body_up\.0\.conv1\.weight \(3, 3, 3, 3\) vs"):
-        load_gfpgan(path)
-    for key in list(broken)[:40]:
-        broken[f"extra.{key}"] = broken.pop(key)
-    save_file(broken, str(path))
-    with pytest.raises(ModelLoadError, match=r"40 missing tensors \(.* and 35 more\); 40 unexpected tensors") as error:
-        load_gfpgan(path)
-    assert len(str(error.value)) < 1200
-
-
-def test_release_table_names_official_files():
-    release = find_release(sha256="E2CD4703AB14F4D01FD1383A8A8B266F9A5833DACEE8E6A79D3BF21A1B6BE5AD")
-    assert release.file_name == "GFPGANv1.4.pth" and release.url.endswith("/GFPGANv1.4.pth")
-    assert find_release(file_name="GFPGANv1.3.pth").version == "1.3"
-    assert find_release(sha256="29e25ee90c170f4231163f4c83df6b59c968b73f3ce00cb884015ae005db083c").version == "1.2"
-    assert find_release(sha256="0" * 64) is None

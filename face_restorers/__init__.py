@@ -1,0 +1,30 @@
+"""Face restoration models of every supported family behind one interface (``FaceRestorer``)."""
+
+from .interface import (
+    COMPUTE_DTYPES,
+    DTYPE_CHOICES,
+    FaceRestorer,
+    ModelFamily,
+    TorchFaceRestorer,
+    check_dtype,
+    compute_dtype,
+)
+from .convert import convert_to_safetensors, describe_file
+from .registry import FAMILIES, as_face_restorer, detect_family, load_face_restorer, restorer_from_state_dict
+
+__all__ = [
+    "COMPUTE_DTYPES",
+    "DTYPE_CHOICES",
+    "FAMILIES",
+    "FaceRestorer",
+    "ModelFamily",
+    "TorchFaceRestorer",
+    "as_face_restorer",
+    "check_dtype",
+    "convert_to_safetensors",
+    "describe_file",
+    "compute_dtype",
+    "detect_family",
+    "load_face_restorer",
+    "restorer_from_state_dict",
+]

@@ -1,0 +1,104 @@
+"""Which family a weights file belongs to, and loading it as a ``FaceRestorer``.
+
+Each family recognises its own state dict from keys and shapes (its ``detect`` module, kept apart
+from the network code); every file goes through the one safe reader in ``model_files``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..gfpgan_arch import detect as gfpgan_detect
+from ..gfpgan_arch.build import build_network as build_gfpgan
+from ..releases import find_release
+from ..model_files import ArchSpec, ModelLoadError, file_sha256, load_state_dict, state_dict_mismatch
+from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype
+
+GFPGAN = ModelFamily(
+    name="GFP-GAN",
+    recognises=gfpgan_detect.is_gfpgan,
+    detect=gfpgan_detect.detect_architecture,
+    build=build_gfpgan,
+    licence="Apache-2.0 (code); the official weights carry no separate licence",
+    fidelity="the CS-SFT weight (1 = the official output)",
+    default_fidelity=1.0,
+    noise=True,
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (GFPGAN,)
+
+
+def supported() -> str:
+    return ", ".join(family.name for family in FAMILIES)
+
+
+def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
+    """A guess at what a foreign state dict is, for the error message."""
+    keys = " ".join(list(state_dict)[:400])
+    hints = [  # most specific first
+        ("ClassHead", "a RetinaFace face detector"),
+        ("bbox_head", "a face detector"),
+        ("position_emb", "CodeFormer (a VQ-codebook face restorer)"),
+        ("idx_pred_layer", "CodeFormer (a VQ-codebook face restorer)"),
+        ("quant_conv", "RestoreFormer / VQGAN (a VQ-codebook face restorer)"),
+        ("quantize", "a VQ-codebook face restorer (CodeFormer / RestoreFormer-like)"),
+        ("RDB", "an ESRGAN-family upscaler"),
+        ("rdb", "an ESRGAN-family upscaler"),
+        ("conv_first", "an upscaler (ESRGAN / SwinIR-like)"),
+        ("model.diffusion_model", "a diffusion checkpoint"),
+    ]
+    for needle, description in hints:
+        if needle in keys:
+            return description
+    return f"an unknown network ({len(state_dict)} tensors, first key {next(iter(state_dict), '-')!r})"
+
+
+def detect_family(state_dict: dict[str, torch.Tensor], source: str = "<state dict>") -> tuple[ModelFamily, ArchSpec]:
+    """The family of ``state_dict`` and its detected network and config, or a ``ModelLoadError`` saying
+    what the file looks like instead."""
+    for family in FAMILIES:
+        if family.recognises(state_dict):
+            return family, family.detect(family.network_keys(state_dict), source)
+    raise ModelLoadError(
+        f"{source}: this looks like {_looks_like(state_dict)}, not a supported face restoration model. "
+        f"Supported: {supported()}."
+    )
+
+
+def restorer_from_state_dict(
+    state_dict: dict[str, torch.Tensor], source: str = "<state dict>", path: Path | None = None, sha256: str = ""
+) -> TorchFaceRestorer:
+    """Detect the family and network of ``state_dict`` and return it loaded (CPU, float32, eval mode)."""
+    family, spec = detect_family(state_dict, source)
+    state_dict = family.network_keys(state_dict)
+    network = family.build(spec)
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise ModelLoadError(f"{source}: looks like {family.name} {spec.name} {spec.config} but does not fit it: {mismatch}.")
+    network.load_state_dict(state_dict, strict=True)
+    release = find_release(sha256=sha256) if sha256 else None
+    return TorchFaceRestorer(network.eval().requires_grad_(False), family, spec, path, sha256, release)
+
+
+def load_face_restorer(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> FaceRestorer:
+    """Load any supported face restoration file, its family and network told from its content."""
+    check_dtype(dtype)
+    path = Path(path)
+    restorer = restorer_from_state_dict(load_state_dict(path), str(path), path, file_sha256(path))
+    return restorer.to(device, dtype)
+
+
+def as_face_restorer(model: FaceRestorer | nn.Module) -> FaceRestorer:
+    """``model`` as a ``FaceRestorer``: a bare GFP-GAN-style network (``forward(x, fidelity, noise)`` on
+    [-1, 1], ``out_size`` square) is wrapped as one of the GFP-GAN family."""
+    if isinstance(model, FaceRestorer):
+        return model
+    if isinstance(model, nn.Module):
+        size = int(getattr(model, "out_size", 512))
+        return TorchFaceRestorer(model, GFPGAN, ArchSpec(type(model).__name__, {}, size))
+    raise TypeError(f"expected a FaceRestorer or a torch network, got {type(model).__name__}")

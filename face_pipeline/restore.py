@@ -70,6 +70,10 @@ class CompiledNetwork(nn.Module):
         # A compiled bound method, not a compiled module, so the network is registered only once.
         self._compiled: Callable | None = torch.compile(network.forward, options={"freezing": True})
 
+    @property
+    def out_size(self) -> int:  # so a bare compiled GFP-GAN network still tells its crop size
+        return self.network.out_size
+
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         if self._compiled is not None:
             try:

@@ -87,18 +87,23 @@ class DetectFaces(io.ComfyNode):
             display_name="Detect Faces (GFPGAN)",
             category=CATEGORY,
             **schema_extras(search_aliases=["detect faces", "face detection", "find faces", "retinaface", "face crop"]),
-            description="Finds faces with RetinaFace and crops each to the 512 px FFHQ alignment GFPGAN expects.",
+            description="Finds faces with RetinaFace and crops each to the FFHQ alignment face restorers expect: "
+            "512 px, or the size of the face restore model given.",
             inputs=[
                 io.Image.Input("image", tooltip="Images to search for faces"),
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
                 *detection_inputs(),
                 smoothing_input(),
                 *extra_detection_inputs(),
+                GFPGANModel.Input("gfpgan_model", optional=True,
+                                  tooltip="Optional: make the crops this face restore model's size (e.g. 1024 px for "
+                                  "GPEN-BFR-1024); without it they are 512 px"),
             ],
             outputs=[
                 Faces.Output(display_name="faces", tooltip="Where each face is: boxes, landmarks and alignment"),
                 io.Image.Output(display_name="face_crops",
-                                tooltip="Aligned 512x512 face crops, one per face (empty if none found)"),
+                                tooltip="Aligned square face crops (512 px or the model's size), one per face "
+                                "(empty if none found)"),
                 io.Image.Output(display_name="preview", tooltip="The images with boxes and landmarks drawn"),
             ],
         )
@@ -106,14 +111,16 @@ class DetectFaces(io.ComfyNode):
     @classmethod
     def execute(cls, image, face_detector, threshold, selection, top_k, min_face_size, max_face_size,
                 working_size, landmark_smoothing=0.0, min_eye_distance=GFPGANER_MIN_EYE_DISTANCE, order="score",
-                face_indices="") -> io.NodeOutput:
+                face_indices="", gfpgan_model=None) -> io.NodeOutput:
         settings = detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size,
                                    landmark_smoothing, min_eye_distance, order, face_indices)
+        crop_size = 512 if gfpgan_model is None else gfpgan_model.info.crop_size
         load_on_device(face_detector)
         frames = to_bchw(image)
         progress = progress_callback(frames.shape[0])
         faces, crops = smaller_after_out_of_memory([
-            partial(find_faces_in_frames, frames, face_detector.info, settings, frames_per_chunk=n, on_progress=progress)
+            partial(find_faces_in_frames, frames, face_detector.info, settings, crop_size, frames_per_chunk=n,
+                    on_progress=progress)
             for n in FRAME_CHUNKS
         ])
         preview = to_bhwc(draw_faces(as_rgb(frames), faces))
@@ -130,9 +137,10 @@ class RestoreFaces(io.ComfyNode):
             **schema_extras(search_aliases=[
                 "gfpgan", "restore faces", "face restore", "restore face crops", "face fix",
             ]),
-            description="Runs GFPGAN on aligned 512x512 face crops, in batches on ComfyUI's device.",
+            description="Runs the face restore model (GFPGAN or another family) on aligned face crops of its size, "
+            "in batches on ComfyUI's device.",
             inputs=[
-                GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
+                GFPGANModel.Input("gfpgan_model", tooltip="From Load Face Restore Model (any supported family)"),
                 io.Image.Input("face_crops", tooltip="Aligned face crops, e.g. from Detect Faces"),
                 fidelity_input(),
                 *noise_inputs(),
@@ -164,8 +172,9 @@ def crop_size_message(size: int, got: tuple[int, int]) -> str:
     """Why crops of size ``got`` do not fit a network restoring ``size`` px faces, and what to do."""
     if size == 512:
         return f"face crops must be 512x512 (use Detect Faces), got {got[1]}x{got[0]}"
-    return (f"this GFPGAN model restores {size}x{size} face crops, got {got[1]}x{got[0]}; Detect Faces makes "
-            f"512x512 crops, so use GFPGAN Face Restore, which aligns the faces at the model's size")
+    return (f"this face restore model restores {size}x{size} face crops, got {got[1]}x{got[0]}; connect the model "
+            f"to Detect Faces' gfpgan_model input so it crops at {size} px, or use GFPGAN Face Restore, which aligns "
+            f"the faces at the model's size")
 
 
 def paste_inputs() -> list:
@@ -184,8 +193,10 @@ def paste_inputs() -> list:
 
 def fidelity_input():
     return io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
-                          tooltip="How strongly the input face steers the result (1 = official GFPGAN output; "
-                          "lower leans on the generative face prior)")
+                          tooltip="How strongly the input face steers the result, per model family. GFPGAN: the "
+                          "CS-SFT weight (1 = official output; lower leans on the face prior). CodeFormer: its w "
+                          "(upstream's default 0.5; 1 = closest to the input). RestoreFormer, RestoreFormer++, GPEN "
+                          "and ONNX files without a weight input have no such knob: ignored (the log says so)")
 
 
 def noise_inputs() -> list:

@@ -42,11 +42,12 @@ class GFPGANFaceRestore(io.ComfyNode):
             **schema_extras(search_aliases=[
                 "face restore", "gfpgan", "restore faces", "face fix", "fix faces", "face enhance", "facerestore", "restore face",
             ]),
-            description="Finds every face, restores it with GFPGAN and blends it back. The defaults reproduce the "
+            description="Finds every face, restores it with GFPGAN (or any supported face restore model) and blends it "
+            "back. The defaults reproduce the "
             "official GFPGANer result; images without faces pass through unchanged.",
             inputs=[
                 io.Image.Input("image", tooltip="Images to restore faces in (RGB, RGBA or gray; alpha is kept)"),
-                GFPGANModel.Input("gfpgan_model", tooltip="From Load GFPGAN Model"),
+                GFPGANModel.Input("gfpgan_model", tooltip="From Load Face Restore Model (any supported family)"),
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),
                 fidelity_input(),
                 *paste_inputs(),

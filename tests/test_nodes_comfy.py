@@ -283,6 +283,21 @@ def test_detect_faces_shows_its_preview_on_the_node(nodes, loaded, photo):
     assert len(many.ui.as_dict()["images"]) == nodes.common.PREVIEW_FRAMES < 10  # a long video: the first frames
 
 
+def test_detect_faces_crops_at_the_models_size_and_paste_takes_them(nodes, loaded, photo):
+    _, detector = loaded
+    small = IdentityRestorer()
+    small.out_size = 256
+    model = nodes.common.patch(small, as_face_restorer(small))
+    faces, crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 0, gfpgan_model=model).result
+    assert crops.shape == (1, 256, 256, 3) and faces.crop_size == 256
+    _, default_crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 0).result
+    assert default_crops.shape == (1, 512, 512, 3)
+    restored = nodes.RestoreFaces.execute(model, crops, 1.0, "fixed", 0).result[0]
+    pasted, mask = nodes.PasteFaces.execute(photo, faces, restored, 1.0, "feathered", 1.0, False).result
+    # the identity restorer gives back the input: the paste-back of 256 px crops changes the frame only by resampling
+    assert mask.amax() > 0.99 and (pasted - photo).abs().mean() < 0.01
+
+
 def test_restore_faces_says_which_crops_a_model_needs(nodes, loaded):
     model, _ = loaded
     with pytest.raises(ValueError, match=r"must be 512x512 \(use Detect Faces\), got 256x256"):

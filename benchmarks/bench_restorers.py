@@ -1,0 +1,124 @@
+"""Each face-restorer family against its reference implementation, on the same seeded weights, in one run.
+
+    python benchmarks/bench_restorers.py [--device cpu|cuda] [--families ...] [--repeats 3]
+        [--upstream restoreformer++=/path/to/RestoreFormerPlusPlus --upstream gpen=/path/to/GPEN]
+
+For each family: our network at the official config with seeded weights (no real weights offline,
+which changes no timing), the reference built with the same weights, and one aligned 512 px face
+(GPEN: its size) restored face by face. Printed: seconds per face (median of ``--repeats``) for
+the reference and ours in fp32 and bf16 (bf16 weights and input on both sides), our time as a
+ratio of the reference's in the same run, and how far apart the outputs are (fp32 max abs
+difference on [-1, 1]; bf16 PSNR against our fp32 output). References: spandrel's GFPGAN and
+RestoreFormer, spandrel_extra_arches' CodeFormer; RestoreFormer++ and GPEN have no package, so
+their upstream code is imported from a checkout given with ``--upstream`` (skipped without one);
+ONNX files run in onnxruntime against the same network in PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+Runner = Callable[[torch.Tensor], torch.Tensor]  # [-1, 1] in, [-1, 1] out
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def per_face_seconds(run: Runner, face: torch.Tensor, repeats: int, device: str) -> tuple[float, torch.Tensor]:
+    with torch.inference_mode():
+        out = run(face)  # warm-up (allocator, oneDNN primitives)
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            out = run(face)
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), out.float().cpu()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """On [-1, 1] images (peak-to-peak 2)."""
+    return float(10 * torch.log10(4 / ((a.double() - b.double()) ** 2).mean().clamp_min(1e-20)))
+
+
+def gfpgan_pair(upstream: dict) -> tuple[torch.nn.Module, Callable[[torch.nn.Module], Runner], Callable, int]:
+    """Ours, how to call ours, the reference (built from our state dict) and the crop size."""
+    from factories import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
+    from spandrel.architectures.GFPGAN.__arch.gfpganv1_clean_arch import GFPGANv1Clean
+
+    ours = seeded_clean_network(0)
+
+    def reference():
+        network = GFPGANv1Clean(**OFFICIAL_CLEAN_CONFIG, decoder_load_path=None, fix_decoder=False).eval()
+        network.load_state_dict(ours.state_dict())
+        return lambda x: network(x, return_rgb=False, randomize_noise=False)[0], network
+
+    return ours, lambda net: (lambda x: net(x)), reference, 512
+
+
+FAMILIES: dict[str, Callable] = {"gfpgan": gfpgan_pair}
+
+
+def bench(name: str, make: Callable, device: str, repeats: int, upstream: dict) -> dict | None:
+    made = make(upstream)
+    if made is None:
+        print(f"{name:16s} skipped: its reference needs --upstream {name}=PATH")
+        return None
+    ours, call_ours, reference, size = made
+    face = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).mul(2).sub(1)
+    results = {}
+    ref_run, ref_module = reference()
+    for dtype in (torch.float32, torch.bfloat16):
+        ours.to(device, dtype)
+        ref_module.to(device, dtype)
+        x = face.to(device, dtype)
+        if device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)  # as restore_crops feeds ours on the CPU
+        results[f"ref {dtype}"] = per_face_seconds(ref_run, face.to(device, dtype), repeats, device)
+        results[f"ours {dtype}"] = per_face_seconds(call_ours(ours), x, repeats, device)
+    ours_fp32, ref_fp32 = results["ours torch.float32"][1], results["ref torch.float32"][1]
+    return {
+        "ref fp32": results["ref torch.float32"][0], "ours fp32": results["ours torch.float32"][0],
+        "ref bf16": results["ref torch.bfloat16"][0], "ours bf16": results["ours torch.bfloat16"][0],
+        "max diff fp32": float((ours_fp32 - ref_fp32).abs().max()),
+        "bf16 PSNR": psnr(results["ours torch.bfloat16"][1], ours_fp32),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--upstream", action="append", default=[], metavar="FAMILY=PATH",
+                        help="an upstream checkout for a family without a reference package")
+    args = parser.parse_args()
+    upstream = dict(item.split("=", 1) for item in args.upstream)
+    torch.manual_seed(0)
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"median of {args.repeats}, seconds per face (ratio = ours / reference, same run)")
+    print(f"{'family':16s} {'ref fp32':>9s} {'ours fp32':>16s} {'ref bf16':>9s} {'ours bf16':>16s} "
+          f"{'max|diff| fp32':>15s} {'bf16 PSNR':>10s}")
+    for name in args.families:
+        row = bench(name, FAMILIES[name], args.device, args.repeats, upstream)
+        if row:
+            print(f"{name:16s} {row['ref fp32']:9.2f} {row['ours fp32']:9.2f} ({row['ours fp32'] / row['ref fp32']:.2f}x) "
+                  f"{row['ref bf16']:9.2f} {row['ours bf16']:9.2f} ({row['ours bf16'] / row['ref bf16']:.2f}x) "
+                  f"{row['max diff fp32']:15.2e} {row['bf16 PSNR']:8.1f} dB")
+
+
+if __name__ == "__main__":
+    main()

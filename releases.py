@@ -87,22 +87,26 @@ KNOWN_RELEASES: tuple[Release, ...] = (
     # --- CodeFormer (sczhou/CodeFormer) ---
     Release(
         # sczhou's release asset is codeformer.pth; A1111 and ReActor save it as codeformer-v0.1.0.pth.
-        # sha256 pinned by Quaggles/SwarmUI-FaceTools (ReActor mirror), a Nix fetchModel table (ReActor
-        # mirror, SRI form), and downloaders that pin sczhou's URL itself, one "computed from a real download"
+        # sha256 pinned for sczhou's URL by arktronic/sd-multi (verify-resources.sh) and other downloaders, and
+        # for ReActor's copy by Quaggles/SwarmUI-FaceTools and a Nix fetchModel table (SRI form)
         "codeformer-v0.1.0.pth", "0.1.0", "CodeFormer", f"{_CODEFORMER}/v0.1.0/codeformer.pth",
         "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
         crop_size=512, licence=_CODEFORMER_LICENCE, non_commercial=True, recommended=True,
         aliases=("codeformer.pth",), mirrors=(f"{_REACTOR}/codeformer-v0.1.0.pth",),
     ),
     # --- RestoreFormer (wzhouxiff/RestoreFormer, as converted and released by TencentARC/GFPGAN) ---
-    # no sha256: only lama-cleaner pins it, and with an md5 (eaeeff6c4a1caa1673977cb374e6f699)
-    Release("RestoreFormer.pth", "1.0", "RestoreFormer", f"{_GFPGAN}/v1.3.4/RestoreFormer.pth", None,
-            crop_size=512, licence=_RESTOREFORMER_LICENCE, recommended=True),
+    Release(
+        # pinned for this URL by the AUR python-gfpgan 1.3.8 PKGBUILD, and (290,785,322 bytes) by two model
+        # manifests that fetch it from GFPGAN's release; lama-cleaner pins its md5 eaeeff6c4a1caa1673977cb374e6f699
+        "RestoreFormer.pth", "1.0", "RestoreFormer", f"{_GFPGAN}/v1.3.4/RestoreFormer.pth",
+        "07404d446d62ca3d5ed38b1de09a947a1e77d46dbccec961a74d713a8f24ace0",
+        crop_size=512, licence=_RESTOREFORMER_LICENCE, recommended=True,
+    ),
     # the original PyTorch Lightning checkpoint of RestoreFormer, released beside RestoreFormer++
     Release("RestoreFormer.ckpt", "1.0", "RestoreFormer", f"{_RFPP}/v1.0.0/RestoreFormer.ckpt", None,
             crop_size=512, licence=_RFPP_LICENCE),
     # --- RestoreFormer++ (wzhouxiff/RestoreFormerPlusPlus: inference.py and gradio_demo fetch this URL) ---
-    Release("RestoreFormer++.ckpt", "1.0.0", "RestoreFormer++", f"{_RFPP}/v1.0.0/RestoreFormer++.ckpt", None,
+    Release("RestoreFormer++.ckpt", "1.0.0", "RestoreFormer++", f"{_RFPP}/v1.0.0/RestoreFormer%2B%2B.ckpt", None,
             crop_size=512, licence=_RFPP_LICENCE, recommended=True),
     # --- GPEN (yangxy/GPEN). 256/512 are still linked from the README (Alibaba OSS); 1024/2048 only on
     # ModelScope (pytorch_model.pt = 1024, pytorch_model-2048.pt = 2048, as the README says). No sha256 pinned. ---

@@ -41,7 +41,9 @@ def test_new_families_are_found_by_hash_and_by_name():
     assert (gpen.file_name, gpen.arch, gpen.crop_size) == ("GPEN-BFR-1024.onnx", "ONNX: GPEN", 1024)
     facefusion = find_release(sha256="21710e7ab61c82683576c428e9c1b6fe1ed419586b7b39e394c3449c294b550f")
     assert (facefusion.file_name, facefusion.arch) == ("codeformer.onnx", "ONNX: CodeFormer")
-    assert find_release(file_name="RestoreFormer.pth").url.endswith("/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth")
+    restoreformer = find_release(sha256="07404d446d62ca3d5ed38b1de09a947a1e77d46dbccec961a74d713a8f24ace0")
+    assert restoreformer.url.endswith("/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth")
+    assert (restoreformer.file_name, restoreformer.arch) == ("RestoreFormer.pth", "RestoreFormer")
     plus = find_release(file_name="RestoreFormer++.ckpt")
     assert plus.arch == "RestoreFormer++" and plus.sha256 is None and "Apache-2.0" in plus.licence
     assert find_release(file_name="GPEN-BFR-2048.pth").crop_size == 2048

@@ -257,53 +257,84 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def download_release(file_name: str, target: Path) -> Path:
-    """Fetch an official file by its known URL into ``target``, checking its sha256 where we know it
-    (and warning where we do not)."""
+def _fetch(url: str, partial: Path) -> str:
+    """Stream ``url`` into ``partial``; its sha256."""
     import hashlib
     import urllib.request
 
-    from .releases import KNOWN_RELEASES
+    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as handle:
+        digest = hashlib.sha256()
+        while block := response.read(1 << 20):
+            digest.update(block)
+            handle.write(block)
+    return digest.hexdigest()
 
-    release = next((r for r in KNOWN_RELEASES if r.file_name == file_name), None)
+
+def download_release(file_name: str, target: Path) -> Path:
+    """Fetch an official file into ``target`` from its URL (then its mirrors, if one cannot be reached),
+    checking its sha256 where we know it (and warning where we do not)."""
+    from .releases import KNOWN_RELEASES, find_release
+
+    release = find_release(file_name=file_name)
     if release is None:
-        names = ", ".join(r.file_name for r in KNOWN_RELEASES)
-        raise UserError(f"unknown release {file_name!r}; known: {names}")
+        raise UserError(f"unknown release {file_name!r}; `comfyui-gfpgan download --list` shows the "
+                        f"{len(KNOWN_RELEASES)} known files")
+    if release.non_commercial:
+        print(f"note: {release.file_name}: {release.licence}", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
-    print(f"downloading {release.url} -> {target}", file=sys.stderr)
-    try:
-        with urllib.request.urlopen(release.url, timeout=60) as response, open(partial, "wb") as handle:
-            digest = hashlib.sha256()
-            while block := response.read(1 << 20):
-                digest.update(block)
-                handle.write(block)
-    except OSError as error:
+    failures = []
+    for url in (release.url, *release.mirrors):
+        print(f"downloading {url} -> {target}", file=sys.stderr)
+        try:
+            sha256 = _fetch(url, partial)
+            break
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            failures.append(f"{url} ({error})")
+    else:
+        raise UserError(f"could not download {'; '.join(failures)}; fetch it by hand and put it at {target}")
+    if release.sha256 and sha256 != release.sha256:
         partial.unlink(missing_ok=True)
-        raise UserError(f"could not download {release.url} ({error}); fetch it by hand and put it at {target}")
-    if release.sha256 and digest.hexdigest() != release.sha256:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"{release.url}: sha256 mismatch (got {digest.hexdigest()}, expected {release.sha256})")
+        raise UserError(f"{url}: sha256 mismatch (got {sha256}, expected {release.sha256})")
     partial.replace(target)
     if not release.sha256:
-        print(f"warning: not verified: no known sha256 for {file_name}; {target} is whatever {release.url} served",
+        print(f"warning: not verified: no known sha256 for {file_name}; {target} is whatever {url} served",
               file=sys.stderr)
     return target
 
 
 def fetch_missing(paths: list[str | None]) -> None:
     """``restore --download``: download each missing model file that is a known official release."""
-    from .releases import KNOWN_RELEASES
+    from .releases import find_release
 
-    known = {r.file_name for r in KNOWN_RELEASES}
     for name in paths:
         if name and not Path(name).exists():
-            if Path(name).name not in known:
+            if find_release(file_name=Path(name).name) is None:
                 raise UserError(f"{name} does not exist and is no official file name that --download could fetch")
             download_release(Path(name).name, Path(name))
 
 
+def release_table() -> str:
+    """``download --list``: every known file, its family, crop size, licence and whether its hash is known."""
+    from .releases import KNOWN_RELEASES
+
+    rows = [("file", "family", "crop", "sha256", "licence")]
+    rows += [
+        (r.file_name, r.arch, f"{r.crop_size} px" if r.crop_size else "-", "verified" if r.sha256 else "not verified",
+         r.licence)
+        for r in KNOWN_RELEASES
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
+    if args.list:
+        print(release_table())
+        return 0
+    if not args.name:
+        raise UserError("name a file to download (`comfyui-gfpgan download --list` shows them)")
     target = Path(args.dir) / args.name
     if target.exists() and not args.overwrite:
         raise UserError(f"{target} exists (use --overwrite)")
@@ -378,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser("download", help="explicitly download an official weights file, sha256-checked "
                                    "where a hash is known (a warning says when it is not)")
-    download.add_argument("name", help="file name, e.g. GFPGANv1.4.pth")
+    download.add_argument("name", nargs="?", help="file name, e.g. GFPGANv1.4.pth or codeformer-v0.1.0.pth")
+    download.add_argument("--list", action="store_true",
+                          help="list the known files: family, crop size, licence, whether the sha256 is known")
     download.add_argument("--dir", default="models", help="destination folder")
     download.add_argument("--overwrite", action="store_true")
     download.set_defaults(run=cmd_download)

@@ -15,7 +15,7 @@ import folder_paths
 from comfy.model_patcher import ModelPatcher
 
 from ..face_pipeline.restore import default_chunk_size
-from ..releases import KNOWN_RELEASES
+from ..releases import FACE_RESTORATION, hint_releases
 from .compat import free_memory, is_out_of_memory
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
@@ -43,15 +43,22 @@ def weight_files(folder_key: str, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -
 
 
 def missing_model_message(folder_key: str, name: str, arch: str) -> str | None:
-    """None if ``name`` is a file in the model folder, else what to do: the folders and the official URLs."""
+    """None if ``name`` is a file in the model folder, else what to do: the folders and the official URLs.
+
+    ``arch`` is a release family ("RetinaFace", "ParseNet") or ``releases.FACE_RESTORATION``: the
+    recommended file of every face-restoration family."""
     if name and folder_paths.get_full_path(folder_key, name):
         return None
     folders = ", ".join(folder_paths.get_folder_paths(folder_key))
-    wanted = [r for r in KNOWN_RELEASES if r.arch == arch]
-    hint = "; ".join(f"{r.file_name} from {r.url}" for r in wanted)
+    hint = "; ".join(
+        f"{r.file_name} from {r.url}" + (f" ({r.arch}{', non-commercial' if r.non_commercial else ''})"
+                                          if arch == FACE_RESTORATION else "")
+        for r in hint_releases(arch)
+    )
     return (
         f"model file {name!r} not found. Put it in one of: {folders}. Official files: {hint}. "
-        f"Nothing is downloaded automatically; `comfyui-gfpgan download NAME` fetches one explicitly."
+        f"Nothing is downloaded automatically; `comfyui-gfpgan download NAME` fetches one explicitly "
+        f"(`comfyui-gfpgan download --list` lists every known file)."
     )
 
 

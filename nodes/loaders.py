@@ -14,6 +14,7 @@ import comfy.model_management as model_management
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..face_restorers import DTYPE_CHOICES, FaceRestorer, compute_dtype, load_face_restorer, restorer_from_state_dict
+from ..releases import FACE_RESTORATION
 from .compat import schema_extras
 from .common import (
     CATEGORY,
@@ -85,7 +86,7 @@ class LoadGFPGANModel(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, model_name: str) -> bool | str:
         # Runs when the prompt is queued: a missing file stops it before anything is computed.
-        return missing_model_message(GFPGAN_FOLDER, model_name, "GFPGANv1Clean") or True
+        return missing_model_message(GFPGAN_FOLDER, model_name, FACE_RESTORATION) or True
 
     @classmethod
     def fingerprint_inputs(cls, model_name: str, **_) -> tuple | None:
@@ -93,7 +94,7 @@ class LoadGFPGANModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
-        return _load_from_folder(GFPGAN_FOLDER, model_name, "GFPGANv1Clean", partial(load_face_restorer, dtype=_dtype(dtype)))
+        return _load_from_folder(GFPGAN_FOLDER, model_name, FACE_RESTORATION, partial(load_face_restorer, dtype=_dtype(dtype)))
 
 
 class LoadFaceDetector(io.ComfyNode):

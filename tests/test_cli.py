@@ -236,6 +236,71 @@ def test_downloads_check_the_hash_and_warn_where_none_is_known(tmp_path, capsys,
     assert "sha256-checked where a hash is known (a warning says when it is not)" in restore_help
 
 
+def test_download_list_prints_the_table(capsys):
+    from comfyui_gfpgan.releases import KNOWN_RELEASES
+
+    assert main(["download", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "family", "crop", "sha256", "licence"]
+    assert len(lines) == 1 + len(KNOWN_RELEASES)
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {r.file_name for r in KNOWN_RELEASES}
+    codeformer = rows["codeformer-v0.1.0.pth"]
+    assert " CodeFormer " in codeformer and " 512 px " in codeformer and " verified " in codeformer
+    assert "S-Lab License 1.0" in codeformer and "non-commercial" in codeformer
+    assert " not verified " in rows["RestoreFormer++.ckpt"] and " RestoreFormer++ " in rows["RestoreFormer++.ckpt"]
+    assert " ONNX: GPEN " in rows["GPEN-BFR-2048.onnx"] and " 2048 px " in rows["GPEN-BFR-2048.onnx"]
+    assert main(["download"]) == 2 and "download --list" in capsys.readouterr().err  # neither a name nor --list
+
+
+def test_download_says_when_the_licence_is_non_commercial(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    requested = []
+
+    def served(url, *args, **kwargs):
+        requested.append(url)
+        return _Served(b"not the checkpoint")
+
+    monkeypatch.setattr(urllib.request, "urlopen", served)
+    assert main(["download", "codeformer.pth", "--dir", str(tmp_path)]) == 2  # the alias; other bytes
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: codeformer-v0.1.0.pth: S-Lab License 1.0: non-commercial use only "
+                     "(sczhou/CodeFormer, code and weights)"]
+    assert requested == ["https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth"]
+    assert "sha256 mismatch" in err and not list(tmp_path.iterdir())
+    assert main(["download", "GFPGANv1.3.pth", "--dir", str(tmp_path)]) == 2  # Apache-2.0: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_download_falls_back_to_the_mirrors(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    from comfyui_gfpgan.releases import find_release
+
+    release = find_release(file_name="GPEN-BFR-512.pth")
+    requested = []
+
+    def first_host_down(url, *args, **kwargs):
+        requested.append(url)
+        if url == release.url:
+            raise OSError("host gone")
+        return _Served(b"mirror bytes")
+
+    monkeypatch.setattr(urllib.request, "urlopen", first_host_down)
+    assert main(["download", "GPEN-BFR-512.pth", "--dir", str(tmp_path)]) == 0
+    assert requested == [release.url, release.mirrors[0]]
+    assert (tmp_path / "GPEN-BFR-512.pth").read_bytes() == b"mirror bytes"
+    err = capsys.readouterr().err
+    assert f"not verified: no known sha256 for GPEN-BFR-512.pth; {tmp_path / 'GPEN-BFR-512.pth'} is whatever " \
+        f"{release.mirrors[0]} served" in err
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    assert main(["download", "GPEN-BFR-512.pth", "--dir", str(tmp_path), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert all(url in err for url in (release.url, *release.mirrors)) and not list(tmp_path.glob("*.part"))
+
+
 def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, retinaface_weights, capsys, monkeypatch):
     import urllib.request
 

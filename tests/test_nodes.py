@@ -78,6 +78,13 @@ def test_missing_model_names_folder_and_url(nodes):
         nodes.LoadGFPGANModel.execute("GFPGANv1.4.pth", "auto")
     message = str(error.value)
     assert "facerestore_models" in message and "https://github.com/TencentARC/GFPGAN/releases" in message
+    # the loader reads every family: the hint names the recommended file of each (one for all ONNX files), no more
+    for file_name, url in (("codeformer-v0.1.0.pth", "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/"),
+                           ("RestoreFormer.pth", "/GFPGAN/releases/download/v1.3.4/"),
+                           ("RestoreFormer++.ckpt", "/RestoreFormerPlusPlus/releases/download/v1.0.0/"),
+                           ("GPEN-BFR-512.pth", "/robin/models/"), ("gfpgan_1.4.onnx", "/facefusion-assets/")):
+        assert f"{file_name} from https://" in message and url in message, file_name
+    assert "/codeformer.pth (CodeFormer, non-commercial)" in message and message.count("https://") == 6
     # ComfyUI calls validate_inputs when the prompt is queued, before any node runs
     assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4.pth") == message
     assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4-seeded.safetensors") is True

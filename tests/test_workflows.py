@@ -13,7 +13,7 @@ WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.j
 API_WORKFLOWS = Path(__file__).parent / "api_workflows"
 CORE_NODES = {
     "LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "UpscaleModelLoader", "ImageUpscaleWithModel",
-    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
+    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "ImageStitch",
 }
 MODEL_WIDGETS = {"model_name", "detector_name", "parser_name", "ckpt_name"}
 
@@ -27,7 +27,7 @@ def schemas(comfy_nodes):
 def test_there_is_a_workflow_per_use_case():
     names = {w.stem for w in WORKFLOWS}
     assert names == {"gfpgan_restore_simple", "gfpgan_modular_detect_restore_paste", "gfpgan_after_upscaler",
-                     "gfpgan_after_txt2img"}
+                     "gfpgan_after_txt2img", "gfpgan_vs_codeformer_side_by_side"}
     assert names == {w.stem for w in API_WORKFLOWS.glob("gfpgan_*.json")}
 
 
@@ -86,6 +86,18 @@ def test_workflow_is_loadable(path, schemas):
                     assert socket["link"] is not None, f"{node['type']}.{name} is not connected"
     used_models = {v for n in nodes.values() for v in n.get("widgets_values", []) if isinstance(v, str)}
     assert model_names <= used_models
+
+
+def test_workflow_models_are_the_official_files():
+    """What a workflow's Missing Models dialog offers is the release table's URL and hash for that file."""
+    from comfyui_gfpgan.releases import find_release
+
+    for model in json.loads((API_WORKFLOWS / "models.json").read_text()):
+        release = find_release(file_name=model["name"])
+        if release is None:  # files of other projects (an upscaler, an SD checkpoint)
+            assert model["directory"] in ("upscale_models", "checkpoints"), model
+            continue
+        assert model["url"] == release.url and model.get("hash") == release.sha256, model
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

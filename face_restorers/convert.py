@@ -7,12 +7,15 @@ from pathlib import Path
 
 from ..model_files import ModelLoadError, file_sha256, load_state_dict
 from ..releases import find_release
+from .onnx_graph import is_onnx_file
 from .registry import detect_family
 
 
 def describe_file(path: str | Path) -> str:
     """A few human-readable lines: architecture, config, known release, tensor count."""
     path = Path(path)
+    if path.is_file() and is_onnx_file(path):
+        return _describe_onnx(path)
     state_dict = load_state_dict(path)
     family, spec = detect_family(state_dict, source=str(path))
     sha256 = file_sha256(path)
@@ -33,6 +36,13 @@ def describe_file(path: str | Path) -> str:
             f"sha256:       {sha256}",
         ]
     )
+
+
+def _describe_onnx(path: Path) -> str:
+    from .onnx_restorer import describe_onnx
+
+    rows = [("file", str(path)), *describe_onnx(path), ("sha256", file_sha256(path))]
+    return "\n".join(f"{label + ':':<14}{text}" for label, text in rows)
 
 
 def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:

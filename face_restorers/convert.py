@@ -52,6 +52,8 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() != ".safetensors":
         raise ModelLoadError(f"{dst}: the output file name must end in .safetensors")
+    if src.is_file() and is_onnx_file(src):
+        raise ModelLoadError(f"{src}: an ONNX graph, not a state dict: nothing to convert; load it as it is")
     state_dict = load_state_dict(src)
     family, spec = detect_family(state_dict, source=str(src))
     metadata = {

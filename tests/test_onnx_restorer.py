@@ -93,6 +93,7 @@ def gfpgan_exports(onnx_dir, small_gfpgan):
     """The small GFP-GAN exported once by the dynamo exporter (the TorchScript one mistranslates its in-place
     updates of channel slices), saved twice: unoptimised, every weight under its state-dict name; and optimised
     (the exporter's default), the modulated weights folded into new constants, so their names are lost."""
+    pytest.importorskip("onnxscript")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(small_gfpgan.eval(), (faces(1, 64),), input_names=["input"],
@@ -149,7 +150,7 @@ def test_onnxruntime_matches_pytorch_for_a_folded_gfpgan_export(folded_gfpgan_on
     out = restorer(x, 1.0, None)
     expected = run_torch(small_gfpgan, x)
     difference = (out - expected).abs().max().item()
-    assert out.shape == x.shape and difference <= 1e-4, difference  # measured 6e-7
+    assert out.shape == x.shape and difference <= 1e-4, difference  # measured 1.7e-6 (64 px)
 
 
 def test_gfpgan_export_with_named_weights_loads_into_our_network(named_gfpgan_onnx, small_gfpgan, caplog):
@@ -162,16 +163,16 @@ def test_gfpgan_export_with_named_weights_loads_into_our_network(named_gfpgan_on
     assert isinstance(session, OnnxFaceRestorer)
     x = faces(2, 64, seed=3)
     ours, graph = run_torch(restorer.network, x), session(x, 1.0, None)
-    assert (ours - graph).abs().max().item() <= 1e-4  # measured 6e-7
+    assert (ours - graph).abs().max().item() <= 1e-4  # measured 1.8e-6 (64 px)
     expected = small_gfpgan.state_dict()
     for key, tensor in restorer.network.state_dict().items():
         if not key.startswith("toRGB") and "style_mlp" not in key:
             assert torch.equal(tensor, expected[key]), key
-    # Now the GFP-GAN knobs work: fidelity, seeded noise, bf16
-    low = run_torch(restorer.network, x, fidelity=0.3)
-    assert (low - ours).abs().mean() > 1e-3
-    bf16 = restorer.to(dtype=torch.bfloat16)(x.bfloat16(), 1.0, None)
-    assert bf16.dtype == torch.bfloat16 and (bf16.float() - ours).abs().mean() < 0.05
+    # Now the GFP-GAN knobs work (the family's own tests cover them; bf16 is slow on this CPU)
+    assert restorer.family.noise and restorer.has_fidelity
+    assert (restorer(x, 0.3, None) - ours).abs().mean() > 1e-3
+    seeded = restorer(x, 1.0, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert (seeded - ours).abs().mean() > 1e-4
 
 
 def test_mapping_is_refused_where_the_graph_computes_something_else(named_gfpgan_onnx, small_gfpgan, tmp_path, caplog):
@@ -340,6 +341,10 @@ def test_describe_file_reads_the_graph_without_running_it(named_gfpgan_onnx, fol
     weighted = describe_file(path)
     assert "fidelity:     drives its 'weight' input (default 0.5)" in weighted and "weight [1] tensor(double)" in weighted
     assert ("dynamic (faces batched)" if dynamic else "1 (static: face by face)") in weighted
+    from comfyui_gfpgan.face_restorers import convert_to_safetensors
+
+    with pytest.raises(ModelLoadError, match="an ONNX graph, not a state dict: nothing to convert"):
+        convert_to_safetensors(path, path.with_suffix(".safetensors"))
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,11 @@ def is_onnx_file(path: str | Path) -> bool:
     """Whether ``path`` holds an ONNX ModelProto, told by content: it starts with field 1 (``ir_version``,
     a small varint), then another ModelProto field; pickles, zip archives and safetensors never start so."""
     with open(path, "rb") as handle:
-        start = handle.read(3)
+        start = handle.read(9)
+    if start[8:9] == b"{":
+        return False  # a safetensors header whose length happens to start so
     # tags of ModelProto fields 2-8, 14, 20: producer name/version, domain, model version, doc, graph, opsets, ...
-    return len(start) == 3 and start[0] == 0x08 and 1 <= start[1] <= 30 and start[2] in (
+    return len(start) >= 3 and start[0] == 0x08 and 1 <= start[1] <= 30 and start[2] in (
         0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2)
 
 

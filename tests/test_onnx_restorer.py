@@ -137,6 +137,8 @@ def test_onnx_files_are_told_by_content(onnx_dir, folded_gfpgan_onnx, tmp_path):
 
     save_file({"a": torch.zeros(2)}, str(tmp_path / "fake2.onnx"))
     assert not is_onnx_file(tmp_path / "fake.onnx") and not is_onnx_file(tmp_path / "fake2.onnx")
+    (tmp_path / "odd.safetensors").write_bytes((0x3A0708).to_bytes(8, "little") + b"{")  # starts 08 07 3A too
+    assert not is_onnx_file(tmp_path / "odd.safetensors")
     with pytest.raises(ModelLoadError, match="not a supported face restoration model"):
         load_face_restorer(tmp_path / "fake2.onnx")  # named .onnx, but a state dict: the state-dict path
 
@@ -198,6 +200,24 @@ def test_exporter_renamings_are_undone():
     assert network_key("stylegan_decoderdotto_rgbsdot1dotmodulated_convdotbias") == "stylegan_decoder.to_rgbs.1.modulated_conv.bias"
     assert network_key("net.final_linear.weight") == "final_linear.weight"
     assert network_key("onnx::Conv_123") == "onnx::Conv_123"
+
+
+def test_mapping_needs_every_used_tensor_by_name_and_shape(small_gfpgan):
+    from comfyui_gfpgan.face_restorers.onnx_gfpgan import gfpgan_mapping
+
+    shapes = {k: tuple(v.shape) for k, v in small_gfpgan.state_dict().items()
+              if not k.startswith("toRGB") and "style_mlp" not in k}  # as an inference graph holds them
+    spec, mapping = gfpgan_mapping(shapes, 64, "f.onnx")
+    assert spec.name == "GFPGANv1Clean" and spec.config == {**SMALL, "num_mlp": 8, "input_is_latent": True,
+                                                            "different_w": True, "sft_half": True}
+    assert mapping == {k: k for k in shapes}
+    dotted = {k.replace(".", "dot") if k.startswith("stylegan_decoder") else k: v for k, v in shapes.items()}
+    assert set(gfpgan_mapping(dotted, 64, "f.onnx")[1].values()) == set(dotted)
+    key = "stylegan_decoder.style_convs.1.modulated_conv.weight"
+    assert "not named in it (e.g. " + key in gfpgan_mapping({k: v for k, v in shapes.items() if k != key}, 64, "f")
+    assert "other shapes (e.g. " + key in gfpgan_mapping({**shapes, key: (1, 8, 8, 3, 3)}, 64, "f")
+    assert "several initializers map onto " + key in gfpgan_mapping({**shapes, "net." + key: shapes[key]}, 64, "f")
+    assert gfpgan_mapping({"onnx::Conv_1": (3, 3, 1, 1)}, 64, "f") == "its weights are not named as GFP-GAN's"
 
 
 def test_weight_input_follows_fidelity(weighted_onnx):

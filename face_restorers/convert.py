@@ -7,12 +7,15 @@ from pathlib import Path
 
 from ..model_files import ModelLoadError, file_sha256, load_state_dict
 from ..releases import find_release
+from .onnx_graph import is_onnx_file
 from .registry import detect_family
 
 
 def describe_file(path: str | Path) -> str:
     """A few human-readable lines: architecture, config, known release, tensor count."""
     path = Path(path)
+    if path.is_file() and is_onnx_file(path):
+        return _describe_onnx(path)
     state_dict = load_state_dict(path)
     family, spec = detect_family(state_dict, source=str(path))
     sha256 = file_sha256(path)
@@ -35,6 +38,13 @@ def describe_file(path: str | Path) -> str:
     )
 
 
+def _describe_onnx(path: Path) -> str:
+    from .onnx_restorer import describe_onnx
+
+    rows = [("file", str(path)), *describe_onnx(path), ("sha256", file_sha256(path))]
+    return "\n".join(f"{label + ':':<14}{text}" for label, text in rows)
+
+
 def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     """Write ``src``'s state dict to ``dst`` as .safetensors, tensors bit-identical, provenance in the metadata."""
     from safetensors.torch import save_file
@@ -42,6 +52,8 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() != ".safetensors":
         raise ModelLoadError(f"{dst}: the output file name must end in .safetensors")
+    if src.is_file() and is_onnx_file(src):
+        raise ModelLoadError(f"{src}: an ONNX graph, not a state dict: nothing to convert; load it as it is")
     state_dict = load_state_dict(src)
     family, spec = detect_family(state_dict, source=str(src))
     metadata = {

@@ -16,6 +16,7 @@ from ..gfpgan_arch.build import build_network as build_gfpgan
 from ..releases import find_release
 from ..model_files import ArchSpec, ModelLoadError, file_sha256, load_state_dict, state_dict_mismatch
 from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype
+from .onnx_graph import is_onnx_file
 
 GFPGAN = ModelFamily(
     name="GFP-GAN",
@@ -89,6 +90,10 @@ def load_face_restorer(
     """Load any supported face restoration file, its family and network told from its content."""
     check_dtype(dtype)
     path = Path(path)
+    if path.is_file() and is_onnx_file(path):  # ONNX files as ReActor and FaceFusion keep them
+        from .onnx_restorer import load_onnx_restorer
+
+        return load_onnx_restorer(path, device, dtype)
     restorer = restorer_from_state_dict(load_state_dict(path), str(path), path, file_sha256(path))
     return restorer.to(device, dtype)
 

@@ -210,7 +210,8 @@ def load_onnx_restorer(path: str | Path, device: str | torch.device = "cpu", dty
     log.warning("[GFPGAN] %s: running the ONNX graph in onnxruntime on %s%s", path, restorer.provider,
                 f"; fidelity drives its {graph.weight_input!r} input" if graph.weight_input else "")
     if dtype == torch.bfloat16:
-        log.warning("[GFPGAN] %s: bf16 compute is not available for ONNX graphs; it runs in fp32", path)
+        log.warning("[GFPGAN] %s: bf16 compute (asked for, or dtype auto on a bf16 device) is not available for ONNX "
+                    "graphs; it runs in fp32", path)
     return restorer
 
 

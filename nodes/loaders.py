@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Callable
 
 import torch
@@ -14,6 +13,7 @@ import comfy.model_management as model_management
 from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..face_restorers import DTYPE_CHOICES, FaceRestorer, compute_dtype, load_face_restorer, restorer_from_state_dict
+from ..face_restorers.onnx_graph import is_onnx_file
 from ..releases import FACE_RESTORATION
 from .compat import schema_extras
 from .common import (
@@ -42,10 +42,20 @@ def dtype_input():
 def _load_from_folder(folder: str, name: str, arch: str, load: Callable) -> io.NodeOutput:
     """Load a listed model file onto ComfyUI's offload device, wrapped for its model management."""
     loaded = load(resolve_model_path(folder, name, arch), device=model_management.unet_offload_device())
-    if isinstance(loaded, FaceRestorer):
-        log_knobs(loaded)
-        return io.NodeOutput(patch(loaded.module, loaded))
     return io.NodeOutput(patch(loaded.network, loaded))
+
+
+def _load_restorer(name: str, dtype: str) -> io.NodeOutput:
+    """A face restore model of any family; a torch network on the offload device for ComfyUI's model management
+    to move, an onnxruntime session (which nothing moves later) made for the compute device at once."""
+    path = resolve_model_path(GFPGAN_FOLDER, name, FACE_RESTORATION)
+    offload = model_management.unet_offload_device()
+    device = model_management.get_torch_device() if is_onnx_file(path) else offload
+    restorer = load_face_restorer(path, device=device, dtype=_dtype(dtype))
+    if restorer.module is not None:
+        restorer.to(offload)  # a GFP-GAN ONNX file mapped into our network is a torch module again
+    log_knobs(restorer)
+    return io.NodeOutput(patch(restorer.module, restorer))
 
 
 def log_knobs(restorer: FaceRestorer) -> None:
@@ -94,7 +104,7 @@ class LoadGFPGANModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str) -> io.NodeOutput:
-        return _load_from_folder(GFPGAN_FOLDER, model_name, FACE_RESTORATION, partial(load_face_restorer, dtype=_dtype(dtype)))
+        return _load_restorer(model_name, dtype)
 
 
 class LoadFaceDetector(io.ComfyNode):

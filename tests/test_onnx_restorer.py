@@ -436,3 +436,31 @@ def test_official_size_gfpgan_onnx_maps_back_and_matches(official_clean_network,
     graph, ours = session(x, 1.0, None), run_torch(restorer.network, x)
     official = run_torch(official_clean_network, x)
     assert (graph - official).abs().max() <= 1e-4 and (ours - graph).abs().max() <= 1e-4  # measured 4.8e-6 and 4e-6
+
+
+def test_the_loader_makes_onnx_sessions_for_the_compute_device(comfy_nodes, face_onnx, monkeypatch):
+    """Nothing moves an onnxruntime session after loading (no ModelPatcher): it is made for the compute device,
+    while a torch network is loaded on the offload device for ComfyUI's model management to move."""
+    import comfy.model_management as model_management
+    import folder_paths
+
+    from comfyui_gfpgan.nodes import loaders
+
+    asked = []
+    real_load = loaders.load_face_restorer
+
+    def load(path, device, dtype):
+        asked.append(torch.device(device))
+        return real_load(path, device="cpu", dtype=dtype)
+
+    monkeypatch.setattr(loaders, "load_face_restorer", load)
+    monkeypatch.setattr(model_management, "get_torch_device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(model_management, "should_use_bf16", lambda *args, **kwargs: False)
+    folder = folder_paths.get_folder_paths("facerestore_models")[0]
+    target = shutil.copy(face_onnx, f"{folder}/codeformer.onnx")
+    try:
+        comfy_nodes.LoadGFPGANModel.execute("codeformer.onnx", "auto")
+        comfy_nodes.LoadGFPGANModel.execute("GFPGANv1.4-seeded.safetensors", "auto")
+    finally:
+        __import__("os").remove(target)  # other node tests list the folder
+    assert asked == [torch.device("cuda", 0), model_management.unet_offload_device()]

@@ -78,3 +78,15 @@ def test_not_found_hints_name_one_file_per_family():
     assert [r.file_name for r in hints][:2] == ["GFPGANv1.4.pth", "codeformer-v0.1.0.pth"]
     assert [r.file_name for r in hint_releases("RetinaFace")] == [
         "detection_Resnet50_Final.pth", "detection_mobilenet0.25_Final.pth"]
+
+
+def test_readme_table_gives_each_files_url_and_hash():
+    """The README's model table says what the release table knows: each file's URL and its sha256 or 'not verified'."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip().split(" (")[0]: line for line in readme.splitlines() if line.startswith("| ")}
+    for release in KNOWN_RELEASES:
+        row = rows.get(release.file_name)
+        assert row is not None, f"README has no row for {release.file_name}"
+        assert release.url in row and (f"`{release.sha256}`" if release.sha256 else "not verified") in row, row

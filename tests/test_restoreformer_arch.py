@@ -77,7 +77,8 @@ def test_parity_with_spandrel_official(official_restoreformer, official_faces, o
 
 @pytest.mark.slow
 def test_parity_with_upstream_restoreformer_pp_official():
-    """Against upstream RestoreFormer++ outputs stored in tests/data (see tests/data/README.md for how they were made)."""
+    """Against upstream RestoreFormer++'s outputs on the same seeded weights and faces, stored in tests/data (the
+    file's metadata and tests/data/README.md say how they were made); measured max difference 3.6e-6."""
     reference = load_file(str(REFERENCE))
     ours = seeded_restoreformer(seed=1, plus_plus=True)
     views = reference_views(run(ours, seeded_faces(2, 512, seed=1)))
@@ -108,19 +109,20 @@ def test_channels_last_input_gives_the_same(small):
     assert (run(network, x.contiguous(memory_format=torch.channels_last)) - run(network, x)).abs().max() <= 1e-5
 
 
-# Measured on this config (seed 3, faces seed 9): 45.1 dB (RestoreFormer), 44.6 dB (RestoreFormer++) under autocast.
-BF16_PSNR_FLOOR = 41.0
+# PSNR (dB) of bf16 against fp32 measured on this config (seed 3, faces seed 9): under autocast, and with bf16 weights.
+BF16_PSNR = {False: (38.7, 36.3), True: (34.3, 34.8)}
 
 
 def test_bf16_close_to_fp32(small):
     plus_plus, network = small
     x = seeded_faces(2, 128, seed=9)
     reference = run(network, x)
-    assert psnr(run(network, x, torch.bfloat16), reference) >= BF16_PSNR_FLOOR
+    autocast, weights = BF16_PSNR[plus_plus]
+    assert psnr(run(network, x, torch.bfloat16), reference) >= autocast - 3
     weights_bf16 = seeded_restoreformer(seed=3, plus_plus=plus_plus, **SMALL).to(torch.bfloat16)
     with torch.inference_mode():
         out = weights_bf16(x.to(torch.bfloat16))
-    assert out.dtype == torch.bfloat16 and psnr(out, reference) >= BF16_PSNR_FLOOR - 6
+    assert out.dtype == torch.bfloat16 and psnr(out, reference) >= weights - 3
 
 
 # --- key detection -----------------------------------------------------------------------------------------------

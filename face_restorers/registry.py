@@ -13,6 +13,8 @@ from torch import nn
 
 from ..gfpgan_arch import detect as gfpgan_detect
 from ..gfpgan_arch.build import build_network as build_gfpgan
+from ..restoreformer_arch import detect as restoreformer_detect
+from ..restoreformer_arch.build import build_network as build_restoreformer
 from ..releases import find_release
 from ..model_files import ArchSpec, ModelLoadError, file_sha256, load_state_dict, state_dict_mismatch
 from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype
@@ -29,7 +31,27 @@ GFPGAN = ModelFamily(
     noise=True,
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (GFPGAN,)
+RESTOREFORMER = ModelFamily(
+    name="RestoreFormer",
+    recognises=restoreformer_detect.is_restoreformer,
+    detect=restoreformer_detect.detect_architecture,
+    build=build_restoreformer,
+    licence="Apache-2.0 (code: GFPGAN's restoreformer_arch.py; the original wzhouxiff/RestoreFormer repository states "
+            "none); the weights (GFPGAN v1.3.4 RestoreFormer.pth, RestoreFormerPlusPlus v1.0.0 RestoreFormer.ckpt) "
+            "carry no separate licence",
+    network_keys=restoreformer_detect.network_keys,
+)
+
+RESTOREFORMER_PP = ModelFamily(
+    name="RestoreFormer++",
+    recognises=restoreformer_detect.is_restoreformer_pp,
+    detect=restoreformer_detect.detect_architecture,
+    build=build_restoreformer,
+    licence="Apache-2.0 (code and the v1.0.0 release weights, wzhouxiff/RestoreFormerPlusPlus)",
+    network_keys=restoreformer_detect.network_keys,
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (GFPGAN, RESTOREFORMER, RESTOREFORMER_PP)
 
 
 def supported() -> str:
@@ -44,7 +66,7 @@ def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
         ("bbox_head", "a face detector"),
         ("position_emb", "CodeFormer (a VQ-codebook face restorer)"),
         ("idx_pred_layer", "CodeFormer (a VQ-codebook face restorer)"),
-        ("quant_conv", "RestoreFormer / VQGAN (a VQ-codebook face restorer)"),
+        ("quant_conv", "a VQGAN-style autoencoder (taming-transformers layout, not RestoreFormer's)"),
         ("quantize", "a VQ-codebook face restorer (CodeFormer / RestoreFormer-like)"),
         ("RDB", "an ESRGAN-family upscaler"),
         ("rdb", "an ESRGAN-family upscaler"),

@@ -118,14 +118,14 @@ def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
         (dict.fromkeys(["quantize.embedding.weight", "position_emb", "feat_emb.weight", "idx_pred_layer.1.weight",
                         "encoder.blocks.0.weight"], torch.zeros(1)), "CodeFormer"),
         (dict.fromkeys(["quantize.embedding.weight", "encoder.conv_in.weight", "quant_conv.weight",
-                        "decoder.conv_out.weight"], torch.zeros(1)), "RestoreFormer"),
+                        "decoder.conv_out.weight"], torch.zeros(1)), "VQGAN-style autoencoder"),
         (dict.fromkeys(["conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight"], torch.zeros(1)),
          "ESRGAN"),
         (dict.fromkeys(["model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"], torch.zeros(1)), "ESRGAN"),
         ({"ClassHead.0.conv1x1.weight": torch.zeros(1), "body.stage1.0.0.weight": torch.zeros(1)}, "RetinaFace"),
         ({"foo": torch.zeros(1)}, "unknown network"),
     ],
-    ids=["codeformer", "restoreformer", "esrgan", "esrgan-old", "retinaface", "unknown"],
+    ids=["codeformer", "vqgan", "esrgan", "esrgan-old", "retinaface", "unknown"],
 )
 def test_foreign_state_dicts_get_a_clear_error(state_dict, expected):
     with pytest.raises(ModelLoadError, match=expected) as error:

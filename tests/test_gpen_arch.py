@@ -157,28 +157,29 @@ def test_feature_injection_matters(small_network):
         assert not torch.allclose(small_network(x), muted(x), atol=1e-3)
 
 
-@pytest.mark.slow
-def test_bfloat16_stays_close_to_fp32():
-    network = seeded_gpen_network(256, seed=0)
-    x = seeded_input(2, 256, 4)
+def bf16_quality(network: GPEN, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR of bf16 against fp32: under autocast (fp32 weights) and with bf16 weights and input."""
     with torch.inference_mode():
         fp32 = network(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             autocast = network(x).float()
         bf16 = network.to(torch.bfloat16)(x.to(torch.bfloat16)).float()
     network.float()
-    quality = psnr(fp32, autocast), psnr(fp32, bf16)
+    return psnr(fp32, autocast), psnr(fp32, bf16)
+
+
+def test_bfloat16_stays_close_to_fp32(small_network):
+    quality = bf16_quality(small_network, seeded_input(2, 64, 4))
+    print(f"GPEN-64 bf16 vs fp32 PSNR: autocast {quality[0]:.1f} dB, bf16 weights {quality[1]:.1f} dB")
+    assert quality[0] > 50 and quality[1] > 50  # (measured 53.8 and 53.1 dB)
+
+
+@pytest.mark.slow
+def test_bfloat16_stays_close_to_fp32_at_the_official_256_config():
+    # One face: the CPU runs bf16 convolutions without native support, about 10x slower than fp32.
+    quality = bf16_quality(seeded_gpen_network(256, seed=0), seeded_input(1, 256, 4))
     print(f"GPEN-256 bf16 vs fp32 PSNR: autocast {quality[0]:.1f} dB, bf16 weights {quality[1]:.1f} dB")
-    assert quality[0] > 30 and quality[1] > 30  # (measured 35.2 and 33.7 dB)
-
-
-def test_bfloat16_small(small_network):
-    x = seeded_input(2, 64, 4)
-    with torch.inference_mode():
-        fp32 = small_network(x)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            autocast = small_network(x).float()
-    assert psnr(fp32, autocast) > 30
+    assert quality[0] > 48 and quality[1] > 48  # (measured 51.2 and 51.8 dB on two faces)
 
 
 def test_damaged_state_dicts_get_one_line_errors(tmp_path, small_network):

@@ -15,6 +15,8 @@ from ..gfpgan_arch import detect as gfpgan_detect
 from ..gfpgan_arch.build import build_network as build_gfpgan
 from ..restoreformer_arch import detect as restoreformer_detect
 from ..restoreformer_arch.build import build_network as build_restoreformer
+from ..gpen_arch import detect as gpen_detect
+from ..gpen_arch.gpen import build_network as build_gpen
 from ..releases import find_release
 from ..model_files import ArchSpec, ModelLoadError, file_sha256, load_state_dict, state_dict_mismatch
 from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype
@@ -51,7 +53,19 @@ RESTOREFORMER_PP = ModelFamily(
     network_keys=restoreformer_detect.network_keys,
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (GFPGAN, RESTOREFORMER, RESTOREFORMER_PP)
+
+GPEN = ModelFamily(
+    name="GPEN",
+    recognises=gpen_detect.is_gpen,
+    detect=gpen_detect.detect_architecture,
+    build=build_gpen,
+    licence="our code: Apache-2.0; upstream GPEN (code and weights) has no licence file, its README said "
+    "'(c) Alibaba, 2021. For academic and non-commercial use only.'",
+    fidelity=None,
+    noise=False,  # GPEN injects the encoder's features where StyleGAN2 injects noise: nothing random to seed
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (GFPGAN, RESTOREFORMER, RESTOREFORMER_PP, GPEN)
 
 
 def supported() -> str:

@@ -22,15 +22,20 @@ _SQRT2 = math.sqrt(2)
 
 
 class Blur(nn.Module):
-    """upfirdn2d smoothing with fixed padding (a buffer-free kernel, as in the checkpoint)."""
+    """upfirdn2d smoothing (after ``up``-fold zero insertion) with fixed padding.
 
-    def __init__(self, pad: tuple[int, int], gain: float = 1.0):
+    GFP-GAN's checkpoints hold no kernel; with ``stored`` the kernel is a ``kernel`` buffer, as
+    GPEN's checkpoints keep it (rosinality's layout), and the stored values are the ones applied.
+    """
+
+    def __init__(self, pad: tuple[int, int], gain: float = 1.0, up: int = 1, stored: bool = False):
         super().__init__()
-        self.pad = pad
-        self.gain = gain
+        self.pad, self.gain, self.up = pad, gain, up
+        self.register_buffer("kernel", resample_kernel() * gain if stored else None)  # None: not in the state dict
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, resample_kernel() * self.gain, pad=self.pad)
+        kernel = resample_kernel() * self.gain if self.kernel is None else self.kernel
+        return upfirdn2d(x, kernel, up=self.up, pad=self.pad)
 
 
 class EqualLinear(nn.Module):
@@ -69,11 +74,11 @@ class ConvLayer(nn.Sequential):
     """[blur] -> equalized conv -> [fused leaky ReLU], with the checkpoint's layer indices."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
-                 bias: bool = True, activate: bool = True):
+                 bias: bool = True, activate: bool = True, stored_kernel: bool = False):
         layers: list[nn.Module] = []
         if downsample:
             pad = 4 - 2 + (kernel_size - 1)
-            layers.append(Blur(((pad + 1) // 2, pad // 2)))
+            layers.append(Blur(((pad + 1) // 2, pad // 2), stored=stored_kernel))
             layers.append(EqualConv2d(in_channels, out_channels, kernel_size, 2, 0, bias and not activate))
         else:
             layers.append(EqualConv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias and not activate))
@@ -124,6 +129,10 @@ class ResUpBlock(nn.Module):
 class ModulatedConv2d(nn.Module):
     """StyleGAN2's modulated conv; upsampling by a stride-2 transposed conv followed by a blur."""
 
+    # The blur's name and whether its kernel is a checkpoint buffer (GPEN: "blur", stored).
+    blur_name = "smooth"
+    stored_kernel = False
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
                  demodulate: bool = True, upsample: bool = False):
         super().__init__()
@@ -134,12 +143,12 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         if upsample:
             pad = (4 - 2) - (kernel_size - 1)
-            self.smooth = Blur(((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0)
+            self.add_module(self.blur_name, Blur(((pad + 1) // 2 + 1, pad // 2 + 1), gain=4.0, stored=self.stored_kernel))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         # The blur is per channel and linear, so it commutes with the per-channel demodulation.
         out = modulated_conv(x, self.weight[0] * self.scale, self.modulation(style), self.demodulate, 1e-8, self.conv)
-        return self.smooth(out) if self.upsample else out
+        return getattr(self, self.blur_name)(out) if self.upsample else out
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if self.upsample:
@@ -159,11 +168,19 @@ class StyleConv(nn.Module):
         return self.activate(self.modulated_conv(x, style) + self.weight * noise)
 
 
+def upsample_2x(stored: bool = False) -> Blur:
+    """StyleGAN2's x2 upsampling of the RGB skip: zero insertion, then the blur (gain 4 keeps the level)."""
+    return Blur((2, 1), gain=4.0, up=2, stored=stored)
+
+
+_UPSAMPLE_SKIP = upsample_2x()
+
+
 class ToRGB(stylegan2.ToRGB):
     conv_class = ModulatedConv2d
 
     def upsample_skip(self, skip: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(skip, resample_kernel() * 4, up=2, pad=(2, 1))
+        return _UPSAMPLE_SKIP(skip)
 
 
 class StyleGAN2DecoderSFT(StyleGAN2DecoderCSFT):

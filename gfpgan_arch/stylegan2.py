@@ -27,6 +27,7 @@ def decoder_channels(channel_multiplier: int | float, narrow: float) -> dict[int
         256: int(64 * channel_multiplier * narrow),
         512: int(32 * channel_multiplier * narrow),
         1024: int(16 * channel_multiplier * narrow),
+        2048: int(8 * channel_multiplier * narrow),
     }
 
 

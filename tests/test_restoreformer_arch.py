@@ -59,7 +59,7 @@ def spandrel_restoreformer(state_dict, **config):
 
 def test_parity_with_spandrel_small():
     ours = seeded_restoreformer(seed=5, **SMALL)
-    reference = spandrel_restoreformer(ours.state_dict(), **{k: v for k, v in SMALL.items()})
+    reference = spandrel_restoreformer(ours.state_dict(), **SMALL)
     x = seeded_faces(2, 128, seed=5)
     with torch.inference_mode():
         expected = reference(x)[0]
@@ -170,10 +170,10 @@ def test_network_keys_strip_the_lightning_prefix_and_training_modules(small):
 
 # --- loading files -------------------------------------------------------------------------------------------------
 
-def official_layout(plus_plus_repo: bool, state_dict: dict) -> dict:
+def official_layout(lightning: bool, state_dict: dict) -> dict:
     """GFPGAN's RestoreFormer.pth: a basicsr ``params_ema`` dict; RestoreFormerPlusPlus's .ckpt files: Lightning's
     ``state_dict`` with the network under ``vqvae.`` (plus whatever else the LightningModule held)."""
-    if plus_plus_repo:
+    if lightning:
         network = {f"vqvae.{k}": v for k, v in state_dict.items()}
         return {"state_dict": {**network, "loss.discriminator.main.0.weight": torch.zeros(4)}, "epoch": 3, "global_step": 7}
     return {"params_ema": state_dict}

@@ -46,7 +46,7 @@ def _describe_onnx(path: Path) -> str:
 
 
 def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
-    """Write ``src``'s state dict to ``dst`` as .safetensors, tensors bit-identical, provenance in the metadata."""
+    """Write ``src``'s network weights to ``dst`` as .safetensors, tensors bit-identical, provenance in the metadata."""
     from safetensors.torch import save_file
 
     src, dst = Path(src), Path(dst)
@@ -64,5 +64,7 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
         "source_sha256": file_sha256(src),
     }
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(dst), metadata=metadata)
+    # The network's own keys: a Lightning checkpoint's prefix and its training-only modules are left behind.
+    tensors = family.network_keys(state_dict)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(dst), metadata=metadata)
     return dst

@@ -197,6 +197,18 @@ def test_load_face_restorer_from_official_layouts(tmp_path, small, layout):
     assert torch.equal(restorer(x, fidelity=1.0, noise=None), run(network, x))
 
 
+def test_convert_writes_the_networks_own_keys(tmp_path, small):
+    from safetensors.torch import load_file
+
+    from comfyui_gfpgan.face_restorers import convert_to_safetensors
+
+    _, network = small
+    state_dict = {k: v.contiguous() for k, v in network.state_dict().items()}
+    torch.save(official_layout(True, state_dict), tmp_path / "model.ckpt")
+    converted = load_file(str(convert_to_safetensors(tmp_path / "model.ckpt", tmp_path / "model.safetensors")))
+    assert converted.keys() == state_dict.keys() and all(torch.equal(converted[k], state_dict[k]) for k in state_dict)
+
+
 def test_damaged_state_dicts_give_one_line_errors(tmp_path, small):
     plus_plus, network = small
     state_dict = {k: v.contiguous() for k, v in network.state_dict().items()}

@@ -4,7 +4,7 @@ import torch
 
 from comfyui_gfpgan.gfpgan_arch.testing import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
 
-__all__ = ["IdentityRestorer", "OFFICIAL_CLEAN_CONFIG", "seeded_clean_network"]
+__all__ = ["IdentityRestorer", "OFFICIAL_CLEAN_CONFIG", "WeightedStandIn", "export_onnx", "seeded_clean_network"]
 
 
 class IdentityRestorer(torch.nn.Module):
@@ -49,3 +49,32 @@ def tile_photos(photos, height: int, width: int, count: int, face_widths=None):
         sx, sy = tile.shape[1] / photo.shape[1], tile.shape[0] / photo.shape[0]
         boxes.append((x + box[0] * sx, y + box[1] * sy, x + box[2] * sx, y + box[3] * sy))
     return canvas, boxes
+
+
+class WeightedStandIn(torch.nn.Module):
+    """A CodeFormer-like graph: an image and a float64 ``weight`` [1] (CodeFormer's w) in, the image out;
+    w = 1 returns the input, w = 0 the network's own restoration."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        restored = torch.tanh(self.conv2(torch.nn.functional.leaky_relu(self.conv1(x), 0.2)))
+        w = weight.to(x.dtype).reshape(-1, 1, 1, 1)
+        return w * x + (1 - w) * restored
+
+
+def export_onnx(module: torch.nn.Module, args: tuple, path, input_names, dynamic_batch=False, dynamo=False, **options):
+    """``torch.onnx.export`` quietly: the TorchScript exporter (fast) unless ``dynamo``."""
+    dynamic_axes = {name: {0: "batch"} for name in input_names[:1] + ["output"]} if dynamic_batch else None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=["output"],
+                          dynamic_axes=dynamic_axes, dynamo=dynamo, external_data=False, **options)
+    return path

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -29,26 +28,10 @@ from comfyui_gfpgan.face_restorers.onnx_restorer import (  # noqa: E402
 )
 from comfyui_gfpgan.model_files import ModelLoadError  # noqa: E402
 
-from factories import seeded_clean_network  # noqa: E402
+from factories import WeightedStandIn, seeded_clean_network  # noqa: E402
+from factories import export_onnx as export  # noqa: E402
 
 SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
-
-
-class WeightedStandIn(nn.Module):
-    """A CodeFormer-like graph: an image and a float64 ``weight`` [1] (CodeFormer's w) in, the image out;
-    w = 1 returns the input, w = 0 the network's own restoration."""
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.conv2 = nn.Conv2d(8, 3, 3, padding=1)
-
-    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        restored = torch.tanh(self.conv2(F.leaky_relu(self.conv1(x), 0.2)))
-        w = weight.to(x.dtype).reshape(-1, 1, 1, 1)
-        return w * x + (1 - w) * restored
 
 
 class PlainStandIn(nn.Module):
@@ -62,16 +45,6 @@ class PlainStandIn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.conv(x))
-
-
-def export(module: nn.Module, args: tuple, path, input_names, dynamic_batch=False, dynamo=False, **options):
-    """``torch.onnx.export`` quietly: the TorchScript exporter (fast) unless ``dynamo``."""
-    dynamic_axes = {name: {0: "batch"} for name in input_names[:1] + ["output"]} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=["output"],
-                          dynamic_axes=dynamic_axes, dynamo=dynamo, external_data=False, **options)
-    return path
 
 
 def faces(count: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -23,12 +23,11 @@ FUSE_SIZES = tuple(ENCODER_TAPS)
 
 
 def adaptive_instance_norm(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``content`` with the per-channel mean and (unbiased) std of ``style``, both ``[N, C, H, W]``."""
-    style_var, style_mean = torch.var_mean(style.flatten(2), dim=2, keepdim=True)
-    content_var, content_mean = torch.var_mean(content.flatten(2), dim=2, keepdim=True)
-    scale = ((style_var + eps) / (content_var + eps)).sqrt()
-    out = (content.flatten(2) - content_mean) * scale + style_mean
-    return out.view_as(content)
+    """``content`` with the per-channel mean and (unbiased) std of ``style``, both ``[N, C, H, W]``
+    (in ``content``'s memory layout)."""
+    style_var, style_mean = torch.var_mean(style, dim=(2, 3), keepdim=True)
+    content_var, content_mean = torch.var_mean(content, dim=(2, 3), keepdim=True)
+    return (content - content_mean) * ((style_var + eps) / (content_var + eps)).sqrt() + style_mean
 
 
 class SelfAttention(nn.Module):
@@ -140,13 +139,16 @@ class CodeFormer(nn.Module):
     def forward(self, x: torch.Tensor, fidelity: float = 0.5) -> torch.Tensor:
         if x.shape[1:] != (3, IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"CodeFormer takes [N, 3, {IMAGE_SIZE}, {IMAGE_SIZE}] faces, got {list(x.shape)}")
+        # channels-last on CPU: see vqgan.pixels_to_map
+        layout = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+        x = x.contiguous(memory_format=layout)
         skips = {}
         for index, block in enumerate(self.encoder.blocks):
             x = block(x)
             if index in self._encoder_taps:
                 skips[self._encoder_taps[index]] = x
         codes = self.predict_codes(x)
-        x = adaptive_instance_norm(self.quantize.lookup(codes).to(x.dtype), x)
+        x = adaptive_instance_norm(self.quantize.lookup(codes).to(x.dtype), x).contiguous(memory_format=layout)
         for index, block in enumerate(self.generator.blocks):
             x = block(x)
             if fidelity > 0 and index in self._generator_taps:

@@ -74,10 +74,17 @@ def detect_architecture(state_dict: dict[str, torch.Tensor], source: str = "<sta
     return ArchSpec(name, config, crop_size=IMAGE_SIZE)
 
 
+def _shape(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:
+    shape = tuple(sd[key].shape)
+    if len(shape) != dims:
+        raise ValueError(f"{key} has shape {shape}, not {dims}-D")
+    return shape
+
+
 def _infer_config(sd: dict[str, torch.Tensor], fusion: tuple[str, ...]) -> dict:
-    positions, dim_embd = sd["position_emb"].shape
-    codebook_size, emb_dim = sd["quantize.embedding.weight"].shape
-    nf = sd["encoder.blocks.0.weight"].shape[0]
+    positions, dim_embd = _shape(sd, "position_emb", 2)
+    codebook_size, emb_dim = _shape(sd, "quantize.embedding.weight", 2)
+    nf = _shape(sd, "encoder.blocks.0.weight", 4)[0]
     n_layers = len({m.group(1) for key in sd if (m := re.match(r"ft_layers\.(\d+)\.", key))})
     if positions != LATENT_SIZE * LATENT_SIZE:
         raise ValueError(f"position_emb has {positions} positions; CodeFormer's code grid is "

@@ -20,6 +20,23 @@ ATTENTION_SIZE = 16
 LATENT_SIZE = IMAGE_SIZE // 2 ** (len(CHANNEL_MULTIPLIERS) - 1)  # 16: the code grid is 16 x 16
 
 
+def pixels_to_map(pixels: torch.Tensor, height: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N, H*W, C]`` -> ``[N, C, H, W]``, channels-last in memory (a free view) unless ``like`` is not.
+
+    The layout matters: on CPU, oneDNN runs channels-last convolutions ~1.5x faster in float32 and
+    ~30x faster in bfloat16 (without native bf16 support), so a map stays in the layout it came in.
+    """
+    n, hw, c = pixels.shape
+    feature_map = pixels.view(n, height, hw // height, c).permute(0, 3, 1, 2)
+    if like is not None and not is_channels_last(like):
+        feature_map = feature_map.contiguous()
+    return feature_map
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
@@ -57,8 +74,8 @@ class AttnBlock(nn.Module):
         normed = self.norm(x)
         # [N, 1, HW, C]: one head as wide as the map (scale C^-1/2, as upstream)
         q, k, v = (proj(normed).flatten(2).transpose(1, 2).unsqueeze(1) for proj in (self.q, self.k, self.v))
-        attended = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2)
-        return x + self.proj_out(attended.reshape(x.shape))
+        attended = F.scaled_dot_product_attention(q, k, v).squeeze(1)  # [N, HW, C]
+        return x + self.proj_out(pixels_to_map(attended, x.shape[2], like=x))
 
 
 class Downsample(nn.Module):
@@ -134,5 +151,4 @@ class Codebook(nn.Module):
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """``[N, 256]`` code indices -> ``[N, emb_dim, 16, 16]`` latent."""
-        latent = self.embedding.weight[codes]  # [N, HW, C]
-        return latent.transpose(1, 2).reshape(codes.shape[0], -1, LATENT_SIZE, LATENT_SIZE)
+        return pixels_to_map(self.embedding.weight[codes], LATENT_SIZE)

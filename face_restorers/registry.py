@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..codeformer_arch import build_network as build_codeformer
+from ..codeformer_arch import detect as codeformer_detect
 from ..gfpgan_arch import detect as gfpgan_detect
 from ..gfpgan_arch.build import build_network as build_gfpgan
 from ..restoreformer_arch import detect as restoreformer_detect
@@ -31,6 +33,28 @@ GFPGAN = ModelFamily(
     fidelity="the CS-SFT weight (1 = the official output)",
     default_fidelity=1.0,
     noise=True,
+)
+
+# sczhou/CodeFormer: "This project is licensed under NTU S-Lab License 1.0" (README; LICENSE), its weights included.
+CODEFORMER_LICENCE = (
+    "NTU S-Lab License 1.0 (code and weights): redistribution and use for non-commercial purposes only; "
+    "commercial use needs the authors' permission"
+)
+CODEFORMER = ModelFamily(
+    name="CodeFormer",
+    recognises=codeformer_detect.is_restorer,
+    detect=codeformer_detect.detect_architecture,
+    build=build_codeformer,
+    licence=CODEFORMER_LICENCE,
+    fidelity="w (0 = the codebook's prior, 1 = closest to the input)",
+    default_fidelity=0.5,  # upstream's inference_codeformer.py default
+)
+CODEFORMER_COLORIZATION = ModelFamily(  # its fusion layers are untrained: upstream runs it at w = 0 only
+    name="CodeFormer colorization",
+    recognises=codeformer_detect.is_colorization,
+    detect=codeformer_detect.detect_architecture,
+    build=build_codeformer,
+    licence=CODEFORMER_LICENCE,
 )
 
 RESTOREFORMER = ModelFamily(
@@ -65,7 +89,7 @@ GPEN = ModelFamily(
     noise=False,  # GPEN injects the encoder's features where StyleGAN2 injects noise: nothing random to seed
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (GFPGAN, RESTOREFORMER, RESTOREFORMER_PP, GPEN)
+FAMILIES: tuple[ModelFamily, ...] = (GFPGAN, CODEFORMER, CODEFORMER_COLORIZATION, RESTOREFORMER, RESTOREFORMER_PP, GPEN)
 
 
 def supported() -> str:
@@ -78,8 +102,6 @@ def _looks_like(state_dict: dict[str, torch.Tensor]) -> str:
     hints = [  # most specific first
         ("ClassHead", "a RetinaFace face detector"),
         ("bbox_head", "a face detector"),
-        ("position_emb", "CodeFormer (a VQ-codebook face restorer)"),
-        ("idx_pred_layer", "CodeFormer (a VQ-codebook face restorer)"),
         ("quant_conv", "a VQGAN-style autoencoder (taming-transformers layout, not RestoreFormer's)"),
         ("quantize", "a VQ-codebook face restorer (CodeFormer / RestoreFormer-like)"),
         ("RDB", "an ESRGAN-family upscaler"),

@@ -82,11 +82,9 @@ def test_one_dtype_chooser():
 
 
 def test_foreign_files(tmp_path):
-    codeformer = tmp_path / "codeformer.pth"
-    torch.save({"params_ema": {k: torch.zeros(8, 4) for k in ["quantize.embedding.weight", "position_emb"]}}, codeformer)
     esrgan = tmp_path / "4x_esrgan.safetensors"
     save_file({k: torch.zeros(2, 2) for k in ["conv_first.weight", "body.0.rdb1.conv1.weight"]}, str(esrgan))
-    for path, looks_like in [(codeformer, "CodeFormer"), (esrgan, "ESRGAN")]:
+    for path, looks_like in [(esrgan, "ESRGAN")]:
         with pytest.raises(ModelLoadError, match=looks_like) as error:
             load_face_restorer(path)
         assert str(path) in str(error.value) and "Supported: GFP-GAN" in str(error.value)
@@ -115,8 +113,6 @@ def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
 @pytest.mark.parametrize(
     "state_dict,expected",
     [
-        (dict.fromkeys(["quantize.embedding.weight", "position_emb", "feat_emb.weight", "idx_pred_layer.1.weight",
-                        "encoder.blocks.0.weight"], torch.zeros(1)), "CodeFormer"),
         (dict.fromkeys(["quantize.embedding.weight", "encoder.conv_in.weight", "quant_conv.weight",
                         "decoder.conv_out.weight"], torch.zeros(1)), "VQGAN-style autoencoder"),
         (dict.fromkeys(["conv_first.weight", "body.0.rdb1.conv1.weight", "conv_body.weight"], torch.zeros(1)),
@@ -125,7 +121,7 @@ def test_wrong_shapes_for_detected_config(tmp_path, small_state_dict):
         ({"ClassHead.0.conv1x1.weight": torch.zeros(1), "body.stage1.0.0.weight": torch.zeros(1)}, "RetinaFace"),
         ({"foo": torch.zeros(1)}, "unknown network"),
     ],
-    ids=["codeformer", "vqgan", "esrgan", "esrgan-old", "retinaface", "unknown"],
+    ids=["vqgan", "esrgan", "esrgan-old", "retinaface", "unknown"],
 )
 def test_foreign_state_dicts_get_a_clear_error(state_dict, expected):
     with pytest.raises(ModelLoadError, match=expected) as error:

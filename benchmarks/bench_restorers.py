@@ -69,10 +69,84 @@ def gfpgan_pair(upstream: dict) -> tuple[torch.nn.Module, Callable[[torch.nn.Mod
     return ours, lambda net: (lambda x: net(x)), reference, 512
 
 
-FAMILIES: dict[str, Callable] = {"gfpgan": gfpgan_pair}
+def codeformer_pair(upstream: dict):
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    from comfyui_gfpgan.codeformer_arch.testing import seeded_codeformer
+
+    ours = seeded_codeformer(0)
+
+    def reference():
+        network = CodeFormer().eval()  # spandrel_extra_arches' defaults are the official config
+        network.load_state_dict(ours.state_dict())
+        return lambda x: network(x, 0.5)[0], network  # upstream's inference: net(x, w=w, adain=True)[0]
+
+    return ours, lambda net: (lambda x: net(x, fidelity=0.5)), reference, 512
 
 
-def bench(name: str, make: Callable, device: str, repeats: int, upstream: dict) -> dict | None:
+def restoreformer_pair(upstream: dict):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    from comfyui_gfpgan.restoreformer_arch.testing import seeded_restoreformer
+
+    ours = seeded_restoreformer(0)
+
+    def reference():
+        network = RestoreFormer().eval()
+        network.load_state_dict(ours.state_dict())
+        return lambda x: network(x)[0], network
+
+    return ours, lambda net: net, reference, 512
+
+
+def restoreformer_pp_pair(upstream: dict):
+    """Upstream: a directory holding wzhouxiff/RestoreFormerPlusPlus's RestoreFormer/modules/vqvae/vqvae_arch.py."""
+    if "restoreformer++" not in upstream:
+        return None
+    import importlib.util
+
+    from comfyui_gfpgan.restoreformer_arch.testing import seeded_restoreformer
+
+    spec = importlib.util.spec_from_file_location("vqvae_arch", Path(upstream["restoreformer++"]) / "vqvae_arch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours = seeded_restoreformer(1, plus_plus=True)
+
+    def reference():
+        network = module.VQVAEGANMultiHeadTransformer(head_size=4, ex_multi_scale_num=1).eval()
+        network.load_state_dict(ours.state_dict())
+        return lambda x: network(x)[0], network
+
+    return ours, lambda net: net, reference, 512
+
+
+def gpen_pair(upstream: dict):
+    """Upstream: yangxy/GPEN's face_model directory (its gpen_model.py and op/, CPU path)."""
+    if "gpen" not in upstream:
+        return None
+    sys.path.insert(0, upstream["gpen"])
+    from gpen_model import FullGenerator
+
+    from comfyui_gfpgan.gpen_arch.testing import OFFICIAL_CONFIGS, seeded_gpen_network
+
+    config = OFFICIAL_CONFIGS[512]
+    ours = seeded_gpen_network(512, seed=1)
+
+    def reference():
+        network = FullGenerator(512, 512, 8, config["channel_multiplier"], narrow=config["narrow"], device="cpu").eval()
+        network.load_state_dict(ours.state_dict())
+        return lambda x: network(x)[0], network
+
+    return ours, lambda net: net, reference, 512
+
+
+FAMILIES: dict[str, Callable] = {
+    "gfpgan": gfpgan_pair, "codeformer": codeformer_pair, "restoreformer": restoreformer_pair,
+    "restoreformer++": restoreformer_pp_pair, "gpen": gpen_pair,
+}
+
+
+def bench(name: str, make: Callable, device: str, repeats: int, upstream: dict, dtypes: tuple) -> dict | None:
     made = make(upstream)
     if made is None:
         print(f"{name:16s} skipped: its reference needs --upstream {name}=PATH")
@@ -81,21 +155,21 @@ def bench(name: str, make: Callable, device: str, repeats: int, upstream: dict) 
     face = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).mul(2).sub(1)
     results = {}
     ref_run, ref_module = reference()
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes:
         ours.to(device, dtype)
-        ref_module.to(device, dtype)
+        ref_module.to(device, dtype)  # bf16 weights and input on both sides
         x = face.to(device, dtype)
         if device == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)  # as restore_crops feeds ours on the CPU
         results[f"ref {dtype}"] = per_face_seconds(ref_run, face.to(device, dtype), repeats, device)
         results[f"ours {dtype}"] = per_face_seconds(call_ours(ours), x, repeats, device)
     ours_fp32, ref_fp32 = results["ours torch.float32"][1], results["ref torch.float32"][1]
-    return {
-        "ref fp32": results["ref torch.float32"][0], "ours fp32": results["ours torch.float32"][0],
-        "ref bf16": results["ref torch.bfloat16"][0], "ours bf16": results["ours torch.bfloat16"][0],
-        "max diff fp32": float((ours_fp32 - ref_fp32).abs().max()),
-        "bf16 PSNR": psnr(results["ours torch.bfloat16"][1], ours_fp32),
-    }
+    row = {"ref fp32": results["ref torch.float32"][0], "ours fp32": results["ours torch.float32"][0],
+           "max diff fp32": float((ours_fp32 - ref_fp32).abs().max())}
+    if torch.bfloat16 in dtypes:
+        row.update({"ref bf16": results["ref torch.bfloat16"][0], "ours bf16": results["ours torch.bfloat16"][0],
+                    "bf16 PSNR": psnr(results["ours torch.bfloat16"][1], ours_fp32)})
+    return row
 
 
 def main() -> None:
@@ -103,6 +177,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="fp32 only (bf16 is emulated, minutes per face, on CPUs without avx512_bf16 / AMX)")
     parser.add_argument("--upstream", action="append", default=[], metavar="FAMILY=PATH",
                         help="an upstream checkout for a family without a reference package")
     args = parser.parse_args()
@@ -112,12 +188,15 @@ def main() -> None:
           f"median of {args.repeats}, seconds per face (ratio = ours / reference, same run)")
     print(f"{'family':16s} {'ref fp32':>9s} {'ours fp32':>16s} {'ref bf16':>9s} {'ours bf16':>16s} "
           f"{'max|diff| fp32':>15s} {'bf16 PSNR':>10s}")
+    dtypes = (torch.float32,) if args.no_bf16 else (torch.float32, torch.bfloat16)
     for name in args.families:
-        row = bench(name, FAMILIES[name], args.device, args.repeats, upstream)
+        row = bench(name, FAMILIES[name], args.device, args.repeats, upstream, dtypes)
         if row:
+            bf16 = (f"{row['ref bf16']:9.2f} {row['ours bf16']:9.2f} ({row['ours bf16'] / row['ref bf16']:.2f}x)"
+                    if "ref bf16" in row else f"{'-':>9s} {'-':>16s}")
+            psnr_text = f"{row['bf16 PSNR']:8.1f} dB" if "bf16 PSNR" in row else f"{'-':>10s}"
             print(f"{name:16s} {row['ref fp32']:9.2f} {row['ours fp32']:9.2f} ({row['ours fp32'] / row['ref fp32']:.2f}x) "
-                  f"{row['ref bf16']:9.2f} {row['ours bf16']:9.2f} ({row['ours bf16'] / row['ref bf16']:.2f}x) "
-                  f"{row['max diff fp32']:15.2e} {row['bf16 PSNR']:8.1f} dB")
+                  f"{bf16} {row['max diff fp32']:15.2e} {psnr_text}", flush=True)
 
 
 if __name__ == "__main__":

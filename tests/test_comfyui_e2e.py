@@ -55,6 +55,14 @@ def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_
     for folder in ("facerestore", "facexlib", "upscale"):
         (models / folder).mkdir(parents=True)
     shutil.copy(official_weight_files["pth"], models / "facerestore" / "GFPGANv1.4-seeded.pth")
+    # The other families users keep beside it: a CodeFormer release and an ONNX graph (as ReActor / FaceFusion).
+    from comfyui_gfpgan.codeformer_arch.testing import seeded_codeformer
+    from factories import WeightedStandIn, export_onnx
+
+    codeformer = {k: v.contiguous() for k, v in seeded_codeformer(seed=3).state_dict().items()}
+    torch.save({"params_ema": codeformer}, models / "facerestore" / "codeformer-seeded.pth")
+    export_onnx(WeightedStandIn(seed=5), (torch.zeros(1, 3, 512, 512), torch.tensor([0.5], dtype=torch.float64)),
+                models / "facerestore" / "codeformer-standin.onnx", ["input", "weight"])
     shutil.copy(retinaface_weights, models / "facexlib" / "retinaface_mobilenet0.25.safetensors")
     from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
 
@@ -122,12 +130,15 @@ def _cached_nodes(entry: dict) -> set[str]:
     return {node for kind, data in entry["status"]["messages"] if kind == "execution_cached" for node in data["nodes"]}
 
 
-def _load(name: str) -> dict:
+def _load(name: str, restorer: str = "GFPGANv1.4-seeded.pth") -> dict:
+    """A shipped API workflow with the test's model files (``restorer`` for the GFPGAN loader; the CodeFormer
+    loader of the side-by-side workflow gets the seeded CodeFormer)."""
     workflow = json.loads((API_WORKFLOWS / f"{name}.json").read_text())
     for node in workflow.values():
         inputs = node["inputs"]
         if node["class_type"] == "GFPGANModelLoader":
-            inputs["model_name"] = "GFPGANv1.4-seeded.pth"
+            codeformer = inputs["model_name"].startswith("codeformer")
+            inputs["model_name"] = "codeformer-seeded.pth" if codeformer else restorer
         elif node["class_type"] == "GFPGANFaceDetectorLoader":
             inputs["detector_name"] = "retinaface_mobilenet0.25.safetensors"
         elif node["class_type"] == "UpscaleModelLoader":
@@ -155,7 +166,8 @@ def test_pack_imports_cleanly(comfyui):
                     "GFPGANFacesToSEGS", "GFPGANFilterFacesBySEGS"}
     spec = info["GFPGANModelLoader"]["input"]["required"]["model_name"]
     options = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
-    assert "GFPGANv1.4-seeded.pth" in options  # found through extra_model_paths.yaml
+    # found through extra_model_paths.yaml, every family listed
+    assert {"GFPGANv1.4-seeded.pth", "codeformer-seeded.pth", "codeformer-standin.onnx"} <= set(options)
 
 
 def test_workflows_are_listed_as_the_packs_templates(comfyui):
@@ -167,13 +179,24 @@ def test_workflows_are_listed_as_the_packs_templates(comfyui):
         assert served == json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name,scale", [
-    ("gfpgan_restore_simple", 1), ("gfpgan_modular_detect_restore_paste", 1), ("gfpgan_after_upscaler", 2),
+@pytest.mark.parametrize("name,scale,restorer", [
+    ("gfpgan_restore_simple", 1, "GFPGANv1.4-seeded.pth"),
+    ("gfpgan_modular_detect_restore_paste", 1, "GFPGANv1.4-seeded.pth"),
+    ("gfpgan_after_upscaler", 2, "GFPGANv1.4-seeded.pth"),
+    # the other families' files through the all-in-one node and the modular nodes
+    ("gfpgan_restore_simple", 1, "codeformer-seeded.pth"),
+    ("gfpgan_modular_detect_restore_paste", 1, "codeformer-seeded.pth"),
+    ("gfpgan_restore_simple", 1, "codeformer-standin.onnx"),
+    ("gfpgan_modular_detect_restore_paste", 1, "codeformer-standin.onnx"),
 ])
-def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
+def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale, restorer):
     import cv2
 
-    workflow = _load(name)
+    workflow = _load(name, restorer)
+    if restorer.startswith("codeformer"):  # at CodeFormer's default w (the stand-in graph returns its input at w = 1)
+        for node in workflow.values():
+            if "fidelity" in node["inputs"]:
+                node["inputs"]["fidelity"] = 0.5
     outputs = _run(comfyui, workflow)
     files = _saved_images(comfyui, outputs)
     assert len(files) == 1
@@ -191,6 +214,22 @@ def test_api_workflows_restore_the_face(comfyui, shared_dir, name, scale):
         assert changed.mean() > 0.05 and 200 < xs.mean() < 330 and 130 < ys.mean() < 300
         assert not changed[:30].any() and not changed[380:].any()
         assert not changed[:, :90].any() and not changed[:, 430:].any()
+
+
+def test_gfpgan_and_codeformer_side_by_side(comfyui, shared_dir):
+    """The shipped side-by-side workflow: one detection, two models, the results stitched left | right."""
+    import cv2
+
+    files = _saved_images(comfyui, _run(comfyui, _load("gfpgan_vs_codeformer_side_by_side")))
+    original = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg")).astype(int)
+    stitched = cv2.imread(str(files[0])).astype(int)
+    height, width = original.shape[:2]
+    assert len(files) == 1 and stitched.shape == (height, 2 * width + 8, 3)
+    left, right = stitched[:, :width], stitched[:, width + 8:]
+    for half in (left, right):  # each half: the photo, changed only in the face's region
+        changed = np.abs(half - original).max(axis=2) > 8
+        assert changed.mean() > 0.05 and not changed[:30].any() and not changed[380:].any()
+    assert np.abs(left - right).max(axis=2)[130:300, 200:330].mean() > 8  # two models, two different faces
 
 
 @pytest.mark.parametrize("name", ["gfpgan_restore_simple", "gfpgan_modular_detect_restore_paste"])

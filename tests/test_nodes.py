@@ -176,6 +176,21 @@ def test_gfpgan_from_core_upscale_model_loader(nodes, official_weight_files, ast
         nodes.GFPGANFromUpscaleModel.execute(object(), "auto")
 
 
+def test_restoreformer_from_core_upscale_model_loader(nodes):
+    """spandrel also loads RestoreFormer files from models/upscale_models: its state dict is the official one."""
+    from spandrel import ModelLoader
+
+    from comfyui_gfpgan.restoreformer_arch.testing import seeded_restoreformer
+
+    network = seeded_restoreformer(0)
+    descriptor = ModelLoader().load_from_state_dict(network.state_dict())
+    model = nodes.GFPGANFromUpscaleModel.execute(descriptor, "fp32").result[0]
+    assert model.info.family.name == "RestoreFormer" and model.info.crop_size == 512
+    ours = model.info.network.state_dict()
+    assert ours.keys() == network.state_dict().keys()
+    assert all(torch.equal(ours[k], v) for k, v in descriptor.model.state_dict().items())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_paste_warps_on_the_compute_device(nodes, loaded, astronaut_rgb, monkeypatch):

@@ -57,7 +57,7 @@ def with_input_skip(network: CodeFormer) -> CodeFormer:
         for block in residuals:
             block.conv2.weight.zero_()
             block.conv2.bias.zero_()
-            if block.conv_out is not None:
+            if block.skip_name is not None:
                 _pick(block.conv_out, tap=(0, 0))
         fuse = network.fuse_convs_dict["256"]
         fuse.encode_enc.conv2.weight.zero_()

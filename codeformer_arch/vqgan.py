@@ -43,20 +43,23 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 class ResBlock(nn.Module):
     """Pre-activation residual block (GroupNorm, swish, 3x3 conv, twice); a 1x1 conv on the skip where
-    the width changes."""
+    the width changes, named ``skip_name`` (CodeFormer's files say ``conv_out``, RestoreFormer's
+    ``nin_shortcut``: the VQGAN blocks both families build on)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, skip_name: str = "conv_out"):
         super().__init__()
         self.norm1 = group_norm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = group_norm(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.conv_out = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.skip_name = skip_name if in_channels != out_channels else None
+        if self.skip_name:
+            setattr(self, skip_name, nn.Conv2d(in_channels, out_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
-        return h + (x if self.conv_out is None else self.conv_out(x))
+        return h + (x if self.skip_name is None else getattr(self, self.skip_name)(x))
 
 
 class AttnBlock(nn.Module):

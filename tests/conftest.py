@@ -58,6 +58,13 @@ def grace_hopper_rgb(shared_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def small_state_dict():
+    """A small seeded GFPGANv1Clean's state dict (64 px), for the file-format tests."""
+    small = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
+    return {k: v.contiguous() for k, v in seeded_clean_network(seed=9, **small).state_dict().items()}
+
+
+@pytest.fixture(scope="session")
 def official_clean_network():
     """Seeded GFPGANv1Clean at the official v1.3/v1.4 config (built once per session)."""
     return seeded_clean_network(seed=0)

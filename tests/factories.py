@@ -4,7 +4,7 @@ import torch
 
 from comfyui_gfpgan.gfpgan_arch.testing import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
 
-__all__ = ["IdentityRestorer", "OFFICIAL_CLEAN_CONFIG", "WeightedStandIn", "export_onnx", "seeded_clean_network"]
+__all__ = ["IdentityRestorer", "assert_same_tensors", "OFFICIAL_CLEAN_CONFIG", "WeightedStandIn", "export_onnx", "seeded_clean_network"]
 
 
 class IdentityRestorer(torch.nn.Module):
@@ -18,6 +18,13 @@ class IdentityRestorer(torch.nn.Module):
 
     def forward(self, x, fidelity=1.0, noise=None):
         return x
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    """Two state dicts with the same keys, dtypes and values, bit for bit."""
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
 
 
 def tile_photos(photos, height: int, width: int, count: int, face_widths=None):

@@ -7,20 +7,7 @@ from safetensors.torch import load_file, save_file
 from comfyui_gfpgan.face_restorers import compute_dtype, detect_family, convert_to_safetensors, describe_file, load_face_restorer
 from comfyui_gfpgan.model_files import ModelLoadError, load_state_dict
 
-from factories import seeded_clean_network
-
-SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
-
-
-@pytest.fixture(scope="module")
-def small_state_dict():
-    return {k: v.contiguous() for k, v in seeded_clean_network(seed=9, **SMALL).state_dict().items()}
-
-
-def assert_same_tensors(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+from factories import assert_same_tensors
 
 
 def test_official_files_load_to_the_same_network(official_weight_files, official_clean_network):

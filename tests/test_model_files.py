@@ -8,20 +8,7 @@ from safetensors.torch import save_file
 
 from comfyui_gfpgan.model_files import ModelLoadError, load_state_dict, pickle_loading_is_safe
 
-from factories import seeded_clean_network
-
-SMALL = dict(out_size=64, num_style_feat=32, channel_multiplier=1, num_mlp=2, narrow=0.25)
-
-
-@pytest.fixture(scope="module")
-def small_state_dict():
-    return {k: v.contiguous() for k, v in seeded_clean_network(seed=9, **SMALL).state_dict().items()}
-
-
-def assert_same_tensors(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+from factories import assert_same_tensors
 
 
 @pytest.mark.parametrize("wrapper", ["params_ema", "params", "state_dict", None])

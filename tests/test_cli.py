@@ -414,3 +414,23 @@ def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, m
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and "missing.pth" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_inspect_names_family_config_crop_size_and_knob(tmp_path, capsys):
+    import torch
+
+    from comfyui_gfpgan.codeformer_arch.testing import seeded_codeformer
+    from comfyui_gfpgan.gpen_arch.testing import seeded_gpen_network
+
+    codeformer = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": seeded_codeformer(0, dim_embd=64, n_layers=1, nf=32, emb_dim=32).state_dict()}, codeformer)
+    assert main(["inspect", str(codeformer)]) == 0
+    out = capsys.readouterr().out
+    assert "family:       CodeFormer (NTU S-Lab License 1.0" in out and "non-commercial" in out
+    assert "crop size:    512 px" in out and "fidelity:     w (0 = the codebook's prior" in out
+    assert "n_layers=1" in out
+    gpen = tmp_path / "GPEN-BFR-256.pth"
+    torch.save(seeded_gpen_network(256, seed=0).state_dict(), gpen)
+    assert main(["inspect", str(gpen)]) == 0
+    out = capsys.readouterr().out
+    assert "family:       GPEN" in out and "crop size:    256 px" in out and "none (this family has no fidelity knob)" in out

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 from .face_restorers.interface import DTYPE_CHOICES  # one list for the CLI and the nodes
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 class UserError(Exception):
     """An error to print as one line, without a traceback."""
@@ -21,70 +17,6 @@ def _progress(done: int, total: int, label: str) -> None:
     filled = int(width * done / max(1, total))
     end = "\n" if done >= total else ""
     print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
-
-
-def _collect_inputs(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            print(f"skipped {path}: no such file or folder", file=sys.stderr)
-    return files
-
-
-def _read_image(path: Path):
-    """``(HxWxC float32 in 0..1, bit depth)``: RGB(A) or HxWx1 gray; None if unreadable.
-
-    JPEGs are turned upright by their EXIF orientation, as viewers show them
-    (the output is written without EXIF); other formats keep an alpha channel.
-    """
-    import cv2
-    import numpy as np
-
-    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if jpeg else cv2.IMREAD_UNCHANGED
-    data = cv2.imread(str(path), flags)
-    if data is None or data.size == 0 or data.dtype not in (np.uint8, np.uint16):
-        return None
-    depth = 16 if data.dtype == np.uint16 else 8
-    data = data.astype(np.float32) / (2**depth - 1)
-    if data.ndim == 2:
-        return data[:, :, None], depth
-    if data.shape[2] == 3:
-        return data[:, :, ::-1].copy(), depth
-    if data.shape[2] == 4:
-        return data[:, :, [2, 1, 0, 3]].copy(), depth
-    return None
-
-
-def _write_image(path: Path, image, depth: int = 8) -> None:
-    """Write HxWxC RGB(A)/gray in 0..1 at 8 or 16 bits (16 only where the format has it)."""
-    import cv2
-    import numpy as np
-
-    if depth == 16 and path.suffix.lower() in (".png", ".tif", ".tiff"):
-        data = (image.clip(0, 1) * 65535).round().astype(np.uint16)
-    else:
-        data = (image.clip(0, 1) * 255).round().astype(np.uint8)
-    if data.shape[2] == 3:
-        data = data[:, :, ::-1]
-    elif data.shape[2] == 4:
-        data = data[:, :, [2, 1, 0, 3]]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
-        raise UserError(f"could not write {path}")
-
-
-def _dtype(name: str, device: str):
-    import torch
-
-    from .face_restorers import compute_dtype
-
-    native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
-    return compute_dtype(name, native_bf16)
 
 
 def resolve_device(name: str | None) -> str:
@@ -111,120 +43,51 @@ def resolve_device(name: str | None) -> str:
     return str(device)
 
 
-def cpu_has_native_bf16() -> bool:
-    """avx512_bf16 or AMX: bf16 then runs GFPGAN about twice as fast as fp32 (elsewhere it is emulated)."""
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: absent means no
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    import torch
-
-    from .face_pipeline.detect import load_detector
-    from .face_pipeline.errors import FaceInputError
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
-    from .face_pipeline.restore import CompiledNetwork
-    from .face_restorers import TorchFaceRestorer, load_face_restorer
+    from .folder_job import OUTCOMES, FolderJob, JobSpec, collect_inputs, plan_targets
 
-    files = _collect_inputs(args.inputs)
+    files, notes = collect_inputs(args.inputs)
+    for note in notes:
+        print(note, file=sys.stderr)
     if not files:
         raise UserError("no input images found")
-    if not args.aligned and not args.detector:
-        raise UserError("--detector is required (or use --aligned for pre-aligned face crops)")
     # Settings check themselves: an impossible one fails here, before any model is loaded.
-    settings = dict(
+    spec = JobSpec(
+        model=args.model, detector=args.detector, parser=args.parser, device=resolve_device(args.device),
+        dtype=args.dtype, compile=args.compile, aligned=args.aligned, fidelity=args.fidelity,
         detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
                               min_face_size=args.min_face, max_face_size=args.max_face,
                               working_size=args.working_size, min_eye_distance=args.min_eye_distance,
                               order=args.order, face_indices=args.face_indices),
-        restore=RestoreSettings(fidelity=1.0 if args.fidelity is None else args.fidelity, noise=args.noise,
-                                seed=args.seed, chunk_size=args.chunk),
+        restore=RestoreSettings(noise=args.noise, seed=args.seed, chunk_size=args.chunk),
         paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
     )
-    device = resolve_device(args.device)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
-    model = load_face_restorer(args.model, device=device, dtype=_dtype(args.dtype, device))
-    if args.fidelity is None:
-        settings["restore"] = dataclasses.replace(settings["restore"], fidelity=model.family.default_fidelity)
-    elif not model.has_fidelity:
-        print(f"note: {model.family.name} has no fidelity knob; --fidelity is ignored", file=sys.stderr)
-    if args.compile:
-        if not isinstance(model, TorchFaceRestorer):
-            raise UserError(f"--compile: {args.model} does not run in PyTorch ({model.family.name})")
-        model.network = CompiledNetwork(model.network)
-    detector = None if args.aligned else load_detector(args.detector, device=device)
-    parser = None
-    if args.parser:
-        from .face_pipeline.parse import load_parser
-
-        parser = load_parser(args.parser, device=device)
-    counts = dict(restored=0, unchanged=0, skipped=0, unreadable=0, failed=0)
-    written: set[Path] = set()
-    for number, path in enumerate(files, 1):
-        target = out_dir / path.name  # same stem and format as the input
-        _progress(number - 1, len(files), "restoring")
-        if target in written:
-            print(f"\nskipped {path}: an earlier input already wrote {target}", file=sys.stderr)
-            counts["skipped"] += 1
-            continue
-        if target.exists() and not args.overwrite:
-            print(f"\nskipped {path}: {target} exists (use --overwrite)", file=sys.stderr)
-            counts["skipped"] += 1
-            continue
-        read = _read_image(path)
-        if read is None:
-            print(f"\nskipped {path}: not a readable image", file=sys.stderr)
-            counts["unreadable"] += 1
-            continue
-        written.add(target)
-        try:
-            outcome = _restore_file(path, target, read, model, detector, parser, settings, args)
-        except (FaceInputError, UserError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as error:
-            # about this one input (or too big for the device): report it and go on with the others
-            if isinstance(error, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
-            print(f"\nfailed {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+    todo, skipped = plan_targets(files, out_dir, args.overwrite)
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for outcome in skipped:
+        print(f"skipped {outcome.path}: {outcome.message}", file=sys.stderr)
+        counts["skipped"] += 1
+    job = FolderJob(spec)
+    for note in job.notes:
+        print(note, file=sys.stderr)
+    _progress(0, len(todo), "restoring")
+    for number, outcome in enumerate(job.restore_files(todo), 1):
+        if outcome.status == "failed" or outcome.status == "unreadable":
+            print(f"\n{outcome.status if outcome.status == 'failed' else 'skipped'} {outcome.path}: {outcome.message}",
                   file=sys.stderr)
-            outcome = "failed"
-        counts[outcome] += 1
-    _progress(len(files), len(files), "restoring")
+        elif outcome.message:
+            print(f"\n{outcome.path}: {outcome.message}", file=sys.stderr)
+        counts[outcome.status] += 1
+        _progress(number, len(todo), "restoring")
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
     print(f"{out_dir}: {summary}")
     return 1 if counts["unreadable"] or counts["failed"] else 0
-
-
-def _restore_file(path: Path, target: Path, read, model, detector, parser, settings: dict,
-                  args: argparse.Namespace) -> str:
-    """Restore one image file into ``target``; returns what happened to it (a key of the summary)."""
-    import shutil
-
-    import torch
-
-    from .face_pipeline.aligned import restore_aligned_crops
-    from .face_pipeline.pipeline import restore_faces_in_images
-
-    image, depth = read
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-    if args.aligned:
-        restore = settings["restore"]  # the checked settings, as the full pipeline gets them
-        result = restore_aligned_crops(model, tensor, fidelity=restore.fidelity, noise=restore.noise,
-                                       seed=restore.seed, chunk_size=restore.chunk_size, blend=settings["paste"].blend)
-        _write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
-        return "restored"
-    result = restore_faces_in_images(tensor, model, detector, parser, **settings)
-    if not result.faces.faces:
-        if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
-            shutil.copyfile(path, target)
-        print(f"\n{path}: no face found, written unchanged", file=sys.stderr)
-        return "unchanged"
-    _write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
-    return "restored"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -421,11 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .face_pipeline.detect import FaceModelError
+    from .folder_job import JobError
     from .model_files import ModelLoadError
 
     try:
         return args.run(args)
-    except (UserError, ModelLoadError, FaceModelError, ValueError, OSError) as error:
+    except (UserError, JobError, ModelLoadError, FaceModelError, ValueError, OSError) as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -67,7 +67,8 @@ def run_ours(case: str, device: str, dtype: str, compiled: bool) -> dict:
     from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector, select_faces
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
     from comfyui_gfpgan.face_pipeline.paste import paste_faces
-    from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, default_chunk_size, restore_crops
+    from comfyui_gfpgan.face_pipeline.restore import default_chunk_size, restore_crops
+    from comfyui_gfpgan.face_restorers import CompiledNetwork
     from comfyui_gfpgan.gfpgan_arch.testing import seeded_clean_network
 
     network = seeded_clean_network(0).to(device, getattr(torch, dtype))

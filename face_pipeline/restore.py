@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Callable
 
 import torch
@@ -53,37 +52,6 @@ def _run_chunk(
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     out = restorer(x, fidelity, generators, dtype)
     return out.float().sub(low).div(high - low).clamp(0, 1)
-
-
-class CompiledNetwork(nn.Module):
-    """A network run through ``torch.compile`` (inductor, weights frozen as constants).
-
-    On CPU this fuses the element-wise work into oneDNN's convolutions and prepacks their
-    weights: ~10% faster than eager per face, but the first call (and each new shape, dtype or
-    noise mode) compiles for about a minute, and inductor needs a C++ compiler there. Worth it
-    for many faces in one process. If compiling fails, it warns once and runs eagerly.
-    """
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
-        # A compiled bound method, not a compiled module, so the network is registered only once.
-        self._compiled: Callable | None = torch.compile(network.forward, options={"freezing": True})
-
-    @property
-    def out_size(self) -> int:  # so a bare compiled GFP-GAN network still tells its crop size
-        return self.network.out_size
-
-    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        if self._compiled is not None:
-            try:
-                return self._compiled(x, **kwargs)
-            except torch.cuda.OutOfMemoryError:
-                raise  # restore_crops backs off on this one
-            except Exception as error:  # no C++ compiler, unsupported platform or op, ...
-                warnings.warn(f"torch.compile failed, running the network uncompiled: {str(error).splitlines()[0]}")
-                self._compiled = None
-        return self.network(x, **kwargs)
 
 
 def default_chunk_size(device: torch.device) -> int:

@@ -3,6 +3,7 @@
 from .interface import (
     COMPUTE_DTYPES,
     DTYPE_CHOICES,
+    CompiledNetwork,
     FaceRestorer,
     ModelFamily,
     TorchFaceRestorer,
@@ -14,6 +15,7 @@ from .registry import FAMILIES, as_face_restorer, detect_family, load_face_resto
 
 __all__ = [
     "COMPUTE_DTYPES",
+    "CompiledNetwork",
     "DTYPE_CHOICES",
     "FAMILIES",
     "FaceRestorer",

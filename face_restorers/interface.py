@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+import warnings
 from typing import Callable
 
 import torch
@@ -64,6 +65,11 @@ class ModelFamily:
     # Official files of some families wrap or prefix their keys; this maps them onto the network's.
     network_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = field(default=lambda sd: sd)
 
+    @property
+    def no_fidelity_note(self) -> str:
+        """The one phrasing, for the CLI and the nodes, of a family without the knob."""
+        return f"{self.name} has no fidelity knob"
+
 
 class FaceRestorer(ABC):
     """A loaded face-restoration model: aligned face crops in, restored crops out.
@@ -107,9 +113,10 @@ class FaceRestorer(ABC):
     def has_fidelity(self) -> bool:
         return self.family.fidelity is not None
 
-    def describe(self) -> str:
-        config = ", ".join(f"{k}={v}" for k, v in self.config.items())
-        return f"{self.family.name} {self.arch} ({config}), {self.crop_size} px crops"
+    def compiled(self) -> "FaceRestorer":
+        """This restorer with its network run through ``torch.compile``; ``ModelLoadError`` where it is not torch's."""
+        raise ModelLoadError(f"--compile: {self.path or self.arch} does not run in PyTorch ({self.family.name}), "
+                             "so torch.compile cannot speed it up")
 
 
 class TorchFaceRestorer(FaceRestorer):
@@ -133,6 +140,10 @@ class TorchFaceRestorer(FaceRestorer):
     def module(self) -> nn.Module:
         return self.network
 
+    def compiled(self) -> "TorchFaceRestorer":
+        self.network = CompiledNetwork(self.network)
+        return self
+
     def to(self, device=None, dtype=None) -> "TorchFaceRestorer":
         if dtype is not None:
             check_dtype(dtype)
@@ -149,3 +160,34 @@ class TorchFaceRestorer(FaceRestorer):
         autocast = dtype is not None and dtype != self.dtype
         with torch.autocast(device.type, dtype=dtype, enabled=autocast):
             return self.network(x.to(self.dtype), **kwargs)
+
+
+class CompiledNetwork(nn.Module):
+    """A network run through ``torch.compile`` (inductor, weights frozen as constants).
+
+    On CPU this fuses the element-wise work into oneDNN's convolutions and prepacks their
+    weights: ~10% faster than eager per face, but the first call (and each new shape, dtype or
+    noise mode) compiles for about a minute, and inductor needs a C++ compiler there. Worth it
+    for many faces in one process. If compiling fails, it warns once and runs eagerly.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        # A compiled bound method, not a compiled module, so the network is registered only once.
+        self._compiled: Callable | None = torch.compile(network.forward, options={"freezing": True})
+
+    @property
+    def out_size(self) -> int:  # so a bare compiled GFP-GAN network still tells its crop size
+        return self.network.out_size
+
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        if self._compiled is not None:
+            try:
+                return self._compiled(x, **kwargs)
+            except torch.cuda.OutOfMemoryError:
+                raise  # restore_crops backs off on this one
+            except Exception as error:  # no C++ compiler, unsupported platform or op, ...
+                warnings.warn(f"torch.compile failed, running the network uncompiled: {str(error).splitlines()[0]}")
+                self._compiled = None
+        return self.network(x, **kwargs)

@@ -119,10 +119,6 @@ class OnnxFaceRestorer(FaceRestorer):
                                  f"of shape {tuple(x.shape)}; a face restorer returns the same shape")
         return out.to(x.device)
 
-    def describe(self) -> str:
-        knob = f", fidelity drives its {self.graph.weight_input!r} input" if self.graph.weight_input else ""
-        return f"ONNX graph run by onnxruntime ({self.provider}), {self.crop_size} px crops{knob}"
-
 
 def _session(onnxruntime, path: Path, providers: list):
     options = onnxruntime.SessionOptions()

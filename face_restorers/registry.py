@@ -18,7 +18,7 @@ from ..gfpgan_arch.build import build_network as build_gfpgan
 from ..restoreformer_arch import detect as restoreformer_detect
 from ..restoreformer_arch.build import build_network as build_restoreformer
 from ..gpen_arch import detect as gpen_detect
-from ..gpen_arch.gpen import build_network as build_gpen
+from ..gpen_arch.build import build_network as build_gpen
 from ..releases import find_release
 from ..model_files import ArchSpec, ModelLoadError, file_sha256, load_state_dict, state_dict_mismatch
 from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype

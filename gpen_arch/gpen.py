@@ -25,7 +25,6 @@ from ..gfpgan_arch import original
 from ..gfpgan_arch.ops import FusedLeakyReLU
 from ..gfpgan_arch.original import ConvLayer, EqualLinear, upsample_2x
 from ..gfpgan_arch.stylegan2 import NormStyleCode, decoder_channels
-from ..model_files import ArchSpec
 
 
 class ModulatedConv2d(original.ModulatedConv2d):
@@ -136,8 +135,3 @@ class GPEN(nn.Module):
             features.append(x)
         style = self.generator.style(self.final_linear(x.flatten(1)))
         return self.generator(style, features[::-1])
-
-
-def build_network(spec: ArchSpec) -> GPEN:
-    """An untrained GPEN of ``spec``'s config."""
-    return GPEN(**spec.config)

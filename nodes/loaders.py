@@ -62,8 +62,8 @@ def log_knobs(restorer: FaceRestorer) -> None:
     """Say once, when a model is loaded, what the restore nodes' fidelity widget does with it."""
     family = restorer.family
     if family.fidelity is None:
-        logging.warning("[GFPGAN] %s: %s has no fidelity knob; the restore nodes' fidelity is ignored for it",
-                        restorer.path or restorer.arch, family.name)
+        logging.warning("[GFPGAN] %s: %s; the restore nodes' fidelity is ignored for it",
+                        restorer.path or restorer.arch, family.no_fidelity_note)
     elif family.default_fidelity != 1.0:
         logging.info("[GFPGAN] %s: fidelity drives %s's %s; upstream's default is %s (the widget's 1.0 is GFP-GAN's)",
                      restorer.path or restorer.arch, family.name, family.fidelity, family.default_fidelity)

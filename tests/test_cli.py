@@ -124,7 +124,7 @@ def test_aligned_crops_keep_their_size_grayness_and_alpha(tmp_path, model):
 def test_auto_dtype_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, expected):
     import torch
 
-    from comfyui_gfpgan.cli import _dtype
+    from comfyui_gfpgan.folder_job import job_dtype as _dtype
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
@@ -324,7 +324,7 @@ def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, ret
 def test_image_io_keeps_depth_alpha_gray_and_turns_jpegs_upright(tmp_path):
     from PIL import Image
 
-    from comfyui_gfpgan.cli import _read_image, _write_image
+    from comfyui_gfpgan.folder_job import read_image as _read_image, write_image as _write_image
 
     rng = np.random.default_rng(0)
     deep = rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16)
@@ -434,3 +434,24 @@ def test_inspect_names_family_config_crop_size_and_knob(tmp_path, capsys):
     assert main(["inspect", str(gpen)]) == 0
     out = capsys.readouterr().out
     assert "family:       GPEN" in out and "crop size:    256 px" in out and "none (this family has no fidelity knob)" in out
+
+
+def test_fidelity_on_a_family_without_the_knob_is_said_once(tmp_path, capsys, caplog, comfy_nodes):
+    import torch
+
+    from comfyui_gfpgan.face_restorers import load_face_restorer
+    from comfyui_gfpgan.gpen_arch.testing import seeded_gpen_network
+    from comfyui_gfpgan.nodes.loaders import log_knobs
+
+    gpen = tmp_path / "GPEN-BFR-256.pth"
+    torch.save(seeded_gpen_network(256, seed=0).state_dict(), gpen)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((256, 256, 3), 100, np.uint8))
+    args = ["restore", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", str(gpen), "--aligned"]
+    assert main([*args, "-o", str(tmp_path / "out"), "--fidelity", "0.3"]) == 0
+    assert capsys.readouterr().err.count("note: GPEN has no fidelity knob; --fidelity is ignored") == 1
+    assert main([*args, "-o", str(tmp_path / "default")]) == 0
+    assert "fidelity" not in capsys.readouterr().err  # nothing to say when the user did not ask for it
+    log_knobs(load_face_restorer(gpen))  # the nodes say it in the same words, once per load
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "GPEN has no fidelity knob; the restore nodes' fidelity is ignored for it"]

@@ -37,7 +37,7 @@ def test_every_schema_is_complete_and_sane(nodes):
 def test_dtype_choice_uses_comfyui_bf16_answer_and_the_shared_chooser(nodes, monkeypatch):
     import comfy.model_management as model_management
 
-    from comfyui_gfpgan.cli import _dtype as cli_dtype
+    from comfyui_gfpgan.folder_job import job_dtype as cli_dtype
     from comfyui_gfpgan.gfpgan_arch import ModelLoadError
     from comfyui_gfpgan.nodes.loaders import _dtype
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -437,3 +438,16 @@ def test_the_loader_makes_onnx_sessions_for_the_compute_device(comfy_nodes, face
     finally:
         __import__("os").remove(target)  # other node tests list the folder
     assert asked == [torch.device("cuda", 0), model_management.unet_offload_device()]
+
+
+def test_onnx_restorer_cannot_be_compiled(face_onnx, tmp_path, capsys):
+    from comfyui_gfpgan.cli import main
+
+    with pytest.raises(ModelLoadError, match="does not run in PyTorch .*torch.compile cannot speed it up"):
+        load_face_restorer(face_onnx).compiled()
+    crop = tmp_path / "face.png"
+    cv2.imwrite(str(crop), np.zeros((512, 512, 3), np.uint8))
+    code = main(["restore", str(crop), "-o", str(tmp_path / "out"), "--model", str(face_onnx), "--aligned", "--compile"])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not run in PyTorch" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "face.png").exists()

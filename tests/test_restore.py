@@ -6,7 +6,8 @@ import warnings
 import pytest
 import torch
 
-from comfyui_gfpgan.face_pipeline.restore import CompiledNetwork, restore_crops
+from comfyui_gfpgan.face_pipeline.restore import restore_crops
+from comfyui_gfpgan.face_restorers import CompiledNetwork
 
 from factories import IdentityRestorer, seeded_clean_network
 

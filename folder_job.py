@@ -1,0 +1,217 @@
+"""Restore image files into an output folder: the job ``comfyui-gfpgan restore`` runs (and each Ray worker).
+
+``JobSpec`` says what to load and how to restore (plain data: it can be shipped to another process);
+``FolderJob`` loads the models once and restores files, one ``FileOutcome`` per input. Which files to
+restore, and where each one goes, is decided up front by ``plan_targets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+OUTCOMES = ("restored", "unchanged", "skipped", "unreadable", "failed")  # the summary's order
+
+
+class JobError(Exception):
+    """An error about one input file (or the whole job's settings), printed as one line."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Model files and settings for a restore job; the settings check themselves when made."""
+
+    model: str
+    detector: str | None  # None only with aligned=True
+    parser: str | None = None
+    device: str = "cpu"
+    dtype: str = "auto"  # auto | fp32 | bf16
+    compile: bool = False
+    aligned: bool = False  # inputs are already-aligned face crops
+    fidelity: float | None = None  # None: the family's default
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    restore: RestoreSettings = field(default_factory=RestoreSettings)
+    paste: PasteSettings = field(default_factory=PasteSettings)
+
+    def __post_init__(self) -> None:
+        if not self.aligned and not self.detector:
+            raise JobError("--detector is required (or use --aligned for pre-aligned face crops)")
+        if self.fidelity is not None:
+            dataclasses.replace(self.restore, fidelity=self.fidelity)  # RestoreSettings checks its range
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input: ``status`` is one of ``OUTCOMES``; ``message`` says why where it is not plain."""
+
+    path: Path
+    status: str
+    message: str = ""
+    faces: int = 0
+
+
+def collect_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """The image files named by ``inputs`` (files, or folders read one level deep, sorted), and a note
+    for each name that is neither."""
+    files, notes = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            notes.append(f"skipped {path}: no such file or folder")
+    return files, notes
+
+
+def plan_targets(files: Iterable[Path], out_dir: Path, overwrite: bool) -> tuple[list[tuple[Path, Path]], list[FileOutcome]]:
+    """``(input, output)`` pairs to restore (outputs keep their input's name) and the inputs skipped:
+    an output that exists (unless ``overwrite``: so an interrupted run resumes where it stopped) or
+    that an earlier input already claims."""
+    todo, skipped, claimed = [], [], set()
+    for path in files:
+        target = out_dir / path.name
+        if target in claimed:
+            skipped.append(FileOutcome(path, "skipped", f"an earlier input already wrote {target}"))
+        elif target.exists() and not overwrite:
+            skipped.append(FileOutcome(path, "skipped", f"{target} exists (use --overwrite)"))
+        else:
+            claimed.add(target)
+            todo.append((path, target))
+    return todo, skipped
+
+
+def read_image(path: Path):
+    """``(HxWxC float32 in 0..1, bit depth)``: RGB(A) or HxWx1 gray; None if unreadable.
+
+    JPEGs are turned upright by their EXIF orientation, as viewers show them
+    (the output is written without EXIF); other formats keep an alpha channel.
+    """
+    import cv2
+    import numpy as np
+
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if jpeg else cv2.IMREAD_UNCHANGED
+    data = cv2.imread(str(path), flags)
+    if data is None or data.size == 0 or data.dtype not in (np.uint8, np.uint16):
+        return None
+    depth = 16 if data.dtype == np.uint16 else 8
+    data = data.astype(np.float32) / (2**depth - 1)
+    if data.ndim == 2:
+        return data[:, :, None], depth
+    if data.shape[2] == 3:
+        return data[:, :, ::-1].copy(), depth
+    if data.shape[2] == 4:
+        return data[:, :, [2, 1, 0, 3]].copy(), depth
+    return None
+
+
+def write_image(path: Path, image, depth: int = 8) -> None:
+    """Write HxWxC RGB(A)/gray in 0..1 at 8 or 16 bits (16 only where the format has it)."""
+    import cv2
+    import numpy as np
+
+    if depth == 16 and path.suffix.lower() in (".png", ".tif", ".tiff"):
+        data = (image.clip(0, 1) * 65535).round().astype(np.uint16)
+    else:
+        data = (image.clip(0, 1) * 255).round().astype(np.uint8)
+    if data.shape[2] == 3:
+        data = data[:, :, ::-1]
+    elif data.shape[2] == 4:
+        data = data[:, :, [2, 1, 0, 3]]
+    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
+        raise JobError(f"could not write {path}")
+
+
+def cpu_has_native_bf16() -> bool:
+    """avx512_bf16 or AMX: bf16 then runs GFPGAN about twice as fast as fp32 (elsewhere it is emulated)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private: absent means no
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def job_dtype(name: str, device: str):
+    """The compute dtype for ``--dtype`` on ``device`` (``auto``: bf16 where the device runs it natively)."""
+    import torch
+
+    from .face_restorers import compute_dtype
+
+    native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return compute_dtype(name, native_bf16)
+
+
+class FolderJob:
+    """The models of a ``JobSpec``, loaded once, and the restoring of files with them."""
+
+    def __init__(self, spec: JobSpec):
+        from .face_pipeline.detect import load_detector
+        from .face_restorers import load_face_restorer
+
+        self.spec = spec
+        self.restorer = load_face_restorer(spec.model, device=spec.device, dtype=job_dtype(spec.dtype, spec.device))
+        fidelity = self.restorer.family.default_fidelity if spec.fidelity is None else spec.fidelity
+        self.restore = dataclasses.replace(spec.restore, fidelity=fidelity)
+        self.notes = [] if spec.fidelity is None or self.restorer.has_fidelity else [
+            f"note: {self.restorer.family.no_fidelity_note}; --fidelity is ignored"]
+        if spec.compile:
+            self.restorer = self.restorer.compiled()
+        self.detector = None if spec.aligned else load_detector(spec.detector, device=spec.device)
+        self.parser = None
+        if spec.parser:
+            from .face_pipeline.parse import load_parser
+
+            self.parser = load_parser(spec.parser, device=spec.device)
+
+    def restore_files(self, pairs: Iterable[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+        """Restore each ``(input, output)`` pair; one outcome per pair, in order. A failure of one file is its
+        outcome, never an exception."""
+        for path, target in pairs:
+            yield self.restore_file(path, target)
+
+    def restore_file(self, path: Path, target: Path) -> FileOutcome:
+        """Restore one image file into ``target``."""
+        import torch
+
+        from .face_pipeline.errors import FaceInputError
+
+        read = read_image(path)
+        if read is None:
+            return FileOutcome(path, "unreadable", "not a readable image")
+        try:
+            return self._restore_read_image(path, target, read)
+        except (FaceInputError, JobError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as error:
+            # about this one input (or too big for the device): report it and go on with the others
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            return FileOutcome(path, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+    def _restore_read_image(self, path: Path, target: Path, read) -> FileOutcome:
+        import torch
+
+        from .face_pipeline.aligned import restore_aligned_crops
+        from .face_pipeline.pipeline import restore_faces_in_images
+
+        image, depth = read
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+        spec, restore = self.spec, self.restore
+        if spec.aligned:
+            result = restore_aligned_crops(self.restorer, tensor, fidelity=restore.fidelity, noise=restore.noise,
+                                           seed=restore.seed, chunk_size=restore.chunk_size, blend=spec.paste.blend)
+            write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
+            return FileOutcome(path, "restored", faces=1)
+        result = restore_faces_in_images(tensor, self.restorer, self.detector, self.parser, detect=spec.detect,
+                                         restore=restore, paste=spec.paste)
+        if not result.faces.faces:
+            if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
+                shutil.copyfile(path, target)
+            return FileOutcome(path, "unchanged", "no face found, written unchanged")
+        write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
+        return FileOutcome(path, "restored", faces=len(result.faces.faces))

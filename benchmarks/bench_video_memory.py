@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,16 @@ def run_child(frames: int, faces_every: int, working_size: int) -> dict:
         sys.path.insert(0, str(ROOT / "tests" / "comfy_stub"))
     from factories import seeded_clean_network, tile_photos
 
+    detector_file = SHARED / "weights" / "retinaface_mobilenet0.25.safetensors"
+    if not detector_file.is_file():
+        sys.exit(f"{detector_file} not found (set GFPGAN_TEST_ASSETS to the shared assets)")
     models = Path(tempfile.mkdtemp(prefix="bench_video_memory_"))
     (models / "facerestore_models").mkdir()
     (models / "facedetection").mkdir()
     state = {k: v.contiguous() for k, v in seeded_clean_network(seed=0).state_dict().items()}
     save_file(state, str(models / "facerestore_models" / "seeded.safetensors"))
     del state
-    (models / "facedetection" / "retinaface.safetensors").symlink_to(SHARED / "weights" / "retinaface_mobilenet0.25.safetensors")
+    (models / "facedetection" / "retinaface.safetensors").symlink_to(detector_file)
     import folder_paths
 
     folder_paths.models_dir = str(models)
@@ -80,6 +84,7 @@ def run_child(frames: int, faces_every: int, working_size: int) -> dict:
     ).result
     seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM")
+    shutil.rmtree(models)
     faceless = [i for i in range(frames) if i not in face_frames]
     assert torch.equal(out[faceless], images[faceless]), "faceless frames changed"
     return {
@@ -107,7 +112,9 @@ def main() -> None:
     for frames in args.frames:
         command = [sys.executable, __file__, "--child", str(frames), "--faces-every", str(args.faces_every),
                    "--working-size", str(args.working_size)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{frames} frames failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     gb = 1e9
     print(f"GFPGAN Face Restore, {WIDTH}x{HEIGHT} float32 frames, 2 faces every {args.faces_every} frames, "

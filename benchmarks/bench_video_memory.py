@@ -5,8 +5,8 @@
 Each batch size runs in a fresh subprocess: the GFPGAN Face Restore node's ``execute`` (as ComfyUI calls
 it; tests/comfy_stub stands in for ComfyUI where it is not importable) on 1920x1080 float32 frames held
 as ComfyUI holds an IMAGE ([B,H,W,C]), with two faces (the shared photos) in the last frame of every
-``--faces-every`` frames and in the final one, landmark smoothing on, a seeded official-size GFPGANv1Clean in fp32 and the real MobileNet-0.25
-detector. Extra peak = VmHWM during the node's run minus VmRSS once the models are loaded and the input
+``--faces-every`` frames and in the final one, landmark smoothing on, a seeded official-size
+GFPGANv1Clean in fp32 and the real MobileNet-0.25 detector. Extra peak = VmHWM during the node's run minus VmRSS once the models are loaded and the input
 batch exists (the high-water mark is reset there). One output batch = the IMAGE the node returns
 (B x 1080 x 1920 x 3 float32); the MASK output adds a third of that. Two sizes give the growth per
 output byte (slope) and the fixed per-chunk working set (intercept): what a 1000-frame batch would take.
@@ -100,7 +100,8 @@ def run_child(frames: int, faces_every: int, working_size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[60, 120])
-    parser.add_argument("--faces-every", type=int, default=30, help="two faces in the last of every N frames and in the final frame, the rest faceless")
+    parser.add_argument("--faces-every", type=int, default=30,
+                        help="two faces in the last of every N frames and in the final frame, the rest faceless")
     parser.add_argument("--working-size", type=int, default=640, help="detection's short side (0 = full size)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,14 +128,16 @@ def main() -> None:
               f"{row['seconds']:.0f} s |")
     if len(rows) >= 2:
         small, large = rows[0], rows[-1]
-        slope = (large["extra_peak_bytes"] - small["extra_peak_bytes"]) / (large["output_bytes"] - small["output_bytes"])
+        grown = large["extra_peak_bytes"] - small["extra_peak_bytes"]
+        slope = grown / (large["output_bytes"] - small["output_bytes"])
         fixed = large["extra_peak_bytes"] - slope * large["output_bytes"]
-        print(f"growth: {slope:.2f} bytes of peak per output byte (IMAGE 1 + MASK {large['mask_bytes'] / large['output_bytes']:.2f}), "
+        mask_share = large["mask_bytes"] / large["output_bytes"]
+        print(f"growth: {slope:.2f} bytes of peak per output byte (IMAGE 1 + MASK {mask_share:.2f}), "
               f"fixed working set {fixed / gb:.2f} GB")
-        for frames in (1000,):
-            output = frames * HEIGHT * WIDTH * 3 * 4
-            print(f"{frames} frames: output {output / gb:.1f} GB, extra peak about {(slope * output + fixed) / gb:.1f} GB "
-                  f"({(slope * output + fixed) / output:.2f}x)")
+        output = 1000 * HEIGHT * WIDTH * 3 * 4
+        extra = slope * output + fixed
+        print(f"1000 frames (extrapolated): output {output / gb:.1f} GB, extra peak about {extra / gb:.1f} GB "
+              f"({extra / output:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,8 @@ def test_all_in_one_hands_back_the_pipelines_frames_without_copying_them(nodes, 
     model, detector = loaded
     results = []
     pipeline = restore_node.restore_faces_in_images
-    monkeypatch.setattr(restore_node, "restore_faces_in_images", lambda *a, **k: results.append(pipeline(*a, **k)) or results[-1])
+    monkeypatch.setattr(restore_node, "restore_faces_in_images",
+                        lambda *a, **k: results.append(pipeline(*a, **k)) or results[-1])
     frames = torch.rand(3, 64, 80, 3)
     out, _ = nodes.GFPGANFaceRestore.execute(
         frames, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0, 640, "fixed", 0

@@ -252,7 +252,9 @@ def restore_faces_in_images(
     device, crop_size = restorer.device, restorer.crop_size
     total = images.shape[0]
     source = images if targets is None else targets  # the frames that receive the faces
-    out_images = torch.empty(source.shape, dtype=source.dtype)
+    # In the frames' own memory layout: ComfyUI's [B,H,W,C] batch viewed as [B,C,H,W] gets an output
+    # that is [B,H,W,C] in memory, so handing it back to ComfyUI needs no second whole-batch copy.
+    out_images = torch.empty_like(source, device="cpu")
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
     skipped: list[int] = []

@@ -85,4 +85,5 @@ class GFPGANFaceRestore(io.ComfyNode):
 
         chunk = face_chunk_size(gfpgan_model)
         result = smaller_after_out_of_memory([partial(run, n, chunk if n == FRAME_CHUNKS[0] else 1) for n in FRAME_CHUNKS])
+        # The pipeline returns the frames in the input's [B,H,W,C] memory layout: no copy here for a long video.
         return io.NodeOutput(result.images.movedim(1, -1).contiguous(), result.masks)

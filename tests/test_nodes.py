@@ -126,6 +126,23 @@ def test_all_in_one_passes_faceless_frames_through(nodes, loaded):
     assert torch.equal(out, blank) and mask.shape == (1, 64, 80) and mask.max() == 0
 
 
+def test_all_in_one_hands_back_the_pipelines_frames_without_copying_them(nodes, loaded, monkeypatch):
+    """A long video batch is held once: the node's IMAGE is the pipeline's output buffer itself."""
+    from comfyui_gfpgan.nodes import restore as restore_node
+
+    model, detector = loaded
+    results = []
+    pipeline = restore_node.restore_faces_in_images
+    monkeypatch.setattr(restore_node, "restore_faces_in_images",
+                        lambda *a, **k: results.append(pipeline(*a, **k)) or results[-1])
+    frames = torch.rand(3, 64, 80, 3)
+    out, _ = nodes.GFPGANFaceRestore.execute(
+        frames, model, detector, 1.0, 1.0, "feathered", 1.0, False, 0.97, "all", 1, 0, 0, 640, "fixed", 0
+    ).result
+    assert torch.equal(out, frames) and out.is_contiguous()
+    assert out.data_ptr() == results[0].images.data_ptr()
+
+
 @pytest.mark.slow
 def test_all_in_one_restores_the_face_of_an_rgba_image_and_keeps_its_alpha(nodes, loaded, astronaut_rgb):
     model, detector = loaded

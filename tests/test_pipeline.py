@@ -247,6 +247,17 @@ def test_no_faces_and_mixed_batch(astronaut_rgb, detector):
     assert lean.crops.shape == lean.restored.shape == (0, 3, 512, 512) and len(lean.faces) == 2
 
 
+def test_comfyui_layout_comes_back_without_a_second_copy(astronaut_rgb, detector):
+    """ComfyUI's [B,H,W,C] frames, viewed as [B,C,H,W]: the output is written in that memory layout, so the
+    node hands it back to ComfyUI as it is (a long video batch is never copied whole), faceless frames bit-exact."""
+    photo = torch.from_numpy(astronaut_rgb).float() / 255
+    frames = torch.stack([photo, torch.rand_like(photo) * 0.1, photo.flip(1)])  # [B,H,W,C]
+    result = restore_faces_in_images(frames.movedim(-1, 1), Constant(), detector, frames_per_chunk=2)
+    out = result.images.movedim(1, -1)
+    assert out.is_contiguous() and result.frames_with_faces == [0, 2]
+    assert torch.equal(out[1], frames[1]) and not torch.equal(out[0], frames[0])
+
+
 @pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 3, 1, 640), (2, 4, 640, 1), (1, 1, 15, 900)])
 def test_frames_too_small_for_a_face_pass_through_bit_exact(shape, detector):
     frames = torch.rand(shape, generator=torch.Generator().manual_seed(0))

@@ -14,6 +14,7 @@ API_WORKFLOWS = Path(__file__).parent / "api_workflows"
 CORE_NODES = {
     "LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "UpscaleModelLoader", "ImageUpscaleWithModel",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "ImageStitch",
+    "LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo",
 }
 MODEL_WIDGETS = {"model_name", "detector_name", "parser_name", "ckpt_name"}
 
@@ -27,7 +28,7 @@ def schemas(comfy_nodes):
 def test_there_is_a_workflow_per_use_case():
     names = {w.stem for w in WORKFLOWS}
     assert names == {"gfpgan_restore_simple", "gfpgan_modular_detect_restore_paste", "gfpgan_after_upscaler",
-                     "gfpgan_after_txt2img", "gfpgan_vs_codeformer_side_by_side"}
+                     "gfpgan_after_txt2img", "gfpgan_vs_codeformer_side_by_side", "gfpgan_restore_video"}
     assert names == {w.stem for w in API_WORKFLOWS.glob("gfpgan_*.json")}
 
 
@@ -105,3 +106,15 @@ def test_api_copy_matches_the_ui_workflow(path):
     ui = json.loads(path.read_text())
     api = json.loads((API_WORKFLOWS / path.name).read_text())
     assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())
+
+
+def test_video_workflow_keeps_the_clips_fps_and_audio_and_smooths_landmarks():
+    """The video is rebuilt at the frame rate it was read at, with its own sound; faces do not jitter."""
+    api = json.loads((API_WORKFLOWS / "gfpgan_restore_video.json").read_text())
+    by_type = {node["class_type"]: node_id for node_id, node in api.items()}
+    components, create = by_type["GetVideoComponents"], api[by_type["CreateVideo"]]["inputs"]
+    assert api[components]["inputs"]["video"] == [by_type["LoadVideo"], 0]
+    assert create["images"] == [by_type["GFPGANFaceRestore"], 0]
+    assert create["fps"] == [components, 2] and create["audio"] == [components, 1]
+    assert api[by_type["GFPGANFaceRestore"]]["inputs"]["image"] == [components, 0]
+    assert api[by_type["GFPGANFaceRestore"]]["inputs"]["landmark_smoothing"] > 0

@@ -128,7 +128,7 @@ def timed(command: list[str]) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=32, help="how many photos (the first N of the 32; 8 for a quick check)")
+    parser.add_argument("--photos", type=int, default=32, help="the first N of the 32 photos (8: a quick check)")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="--ray runs with these --workers")
     parser.add_argument("--no-ray", action="store_true", help="leave out the --ray runs")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "auto"),

@@ -6,8 +6,8 @@ restores batches of them with ``FolderJob.restore_files`` and writes the outputs
 outcomes travel. Inputs, outputs and model files must be at the same paths on every node.
 
 The pipeline has no Ray task stage (``from_items`` keeps the rows on the driver, the actors write), so the
-actors may hold every CPU of a node: on 2 CPUs a read task (``ray.data.range`` or ``read_*``) queued behind
-two 1-CPU actors waits forever, this pipeline does not.
+actors may hold every CPU of a node: on 2 CPUs, two 1-CPU actors behind a read stage (``ray.data.range``),
+whose tasks need a CPU of their own, had not finished after 90 s; behind ``from_items`` they finish.
 """
 
 from __future__ import annotations
@@ -130,8 +130,17 @@ class RestoreWorker:
     def __init__(self, spec: JobSpec, threads: int):
         import torch
 
+        from .face_pipeline.detect import FaceModelError
+        from .model_files import ModelLoadError
+
         torch.set_num_threads(threads)  # its CPU reservation, whatever OMP_NUM_THREADS the node set
-        self.job = FolderJob(spec)
+        self.job, self.load_error = None, ""
+        try:
+            self.job = FolderJob(spec)
+        except (ModelLoadError, FaceModelError, JobError, ValueError, OSError) as error:
+            # the CLI's one-line error (a missing or unreadable model file), not Ray's traceback of a dead actor
+            self.load_error = str(error)
+            return
         for note in self.job.notes:  # Ray forwards a worker's stderr to the driver, prefixed with the worker
             print(note, file=sys.stderr)
 
@@ -139,13 +148,19 @@ class RestoreWorker:
         import numpy as np
 
         pairs = [(Path(source), Path(target)) for source, target in zip(batch["input"], batch["output"])]
-        outcomes = list(self.job.restore_files(pairs))
-        return {
-            "path": np.array([str(outcome.path) for outcome in outcomes], dtype=object),
-            "status": np.array([outcome.status for outcome in outcomes], dtype=object),
-            "message": np.array([outcome.message for outcome in outcomes], dtype=object),
-            "faces": np.array([outcome.faces for outcome in outcomes], dtype=np.int64),
+        if self.job is None:  # the driver stops at the first of these rows, with the load error as its error
+            outcomes = [FileOutcome(source, "failed", self.load_error) for source, _ in pairs]
+        else:
+            outcomes = list(self.job.restore_files(pairs))
+        rows = {
+            "path": [str(outcome.path) for outcome in outcomes],
+            "status": [outcome.status for outcome in outcomes],
+            "message": [outcome.message for outcome in outcomes],
+            "faces": [outcome.faces for outcome in outcomes],
+            "load_error": [self.job is None] * len(outcomes),
         }
+        return {key: np.array(values, dtype=object if isinstance(values[0], str) else None)
+                for key, values in rows.items()}
 
 
 def _one_line(error: BaseException) -> str:
@@ -186,6 +201,8 @@ def restore_on_ray(spec: JobSpec, pairs: Sequence[tuple[Path, Path]], settings: 
         )
         try:
             for row in dataset.iter_rows():
+                if row["load_error"]:
+                    raise JobError(row["message"])
                 yield FileOutcome(Path(row["path"]), str(row["status"]), str(row["message"]), int(row["faces"]))
         except ray.exceptions.RayError as error:
             raise JobError(f"the Ray job failed: {_one_line(error)}") from None

@@ -163,17 +163,23 @@ def test_workers_write_what_the_single_process_cli_writes(workers, ray_address, 
     assert "Traceback" not in run.stderr
 
 
+def _main_within_timeout(args: list[str]) -> int:
+    """The CLI's exit status, run in this process (so on its Ray); a run that hangs fails the test."""
+    result = []
+    runner = threading.Thread(target=lambda: result.append(main(args)), daemon=True)
+    runner.start()
+    runner.join(RUN_TIMEOUT_S)
+    assert result, "the Ray run did not finish"
+    return result[0]
+
+
 def test_existing_outputs_are_skipped_and_the_rest_restored(ray_address, photo_folder, small_model,
                                                              retinaface_weights, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "astronaut.png").write_bytes(b"an earlier run's output")
     args = [*_restore_args(photo_folder, out, small_model, retinaface_weights), "--ray"]  # joins this process's Ray
-    result = []
-    runner = threading.Thread(target=lambda: result.append(main(args)), daemon=True)
-    runner.start()
-    runner.join(RUN_TIMEOUT_S)
-    assert result == [1], "the Ray run did not finish" if runner.is_alive() else result
+    assert _main_within_timeout(args) == 1
     captured = capsys.readouterr()
     assert f"skipped {photo_folder / 'astronaut.png'}: {out / 'astronaut.png'} exists (use --overwrite)" in captured.err
     assert f"skipped {photo_folder / 'notes.png'}: not a readable image" in captured.err
@@ -183,3 +189,14 @@ def test_existing_outputs_are_skipped_and_the_rest_restored(ray_address, photo_f
     import ray
 
     assert ray.is_initialized()  # a Ray the job did not start is left running
+
+
+def test_a_model_the_workers_cannot_load_is_the_single_process_error(ray_address, photo_folder, retinaface_weights,
+                                                                      tmp_path, capsys):
+    args = _restore_args(photo_folder, tmp_path / "out", str(tmp_path / "absent.pth"), retinaface_weights)
+    assert main(args) == 2
+    single = capsys.readouterr().err.strip().splitlines()[-1]
+    assert single == f"error: {tmp_path / 'absent.pth'}: no such file."
+    assert _main_within_timeout([*args, "--ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == single and "Traceback" not in err

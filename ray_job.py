@@ -186,12 +186,16 @@ def restore_on_ray(spec: JobSpec, pairs: Sequence[tuple[Path, Path]], settings: 
     try:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         plan = plan_workers(settings, nodes)
+        print(f"ray: {plan.workers} worker{'s' * (plan.workers != 1)}, each reserving {plan.cpus:g} "
+              f"CPU{'s' * (plan.cpus != 1)}" + (f" and {plan.gpus:g} GPU{'s' * (plan.gpus != 1)}" if plan.gpus else "")
+              + f", on {plan.device} with {plan.threads} torch thread{'s' * (plan.threads != 1)}", file=sys.stderr)
         if plan.room < plan.workers:
             print(f"note: the cluster has room for {plan.room} of the {plan.workers} workers now; the others "
                   "start when resources free up", file=sys.stderr)
         rows = [{"input": str(source), "output": str(target)} for source, target in pairs]
         batch_size = max(1, min(MAX_BATCH, math.ceil(len(rows) / plan.workers)))
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        blocks = math.ceil(len(rows) / batch_size)  # a block a batch, so batches spread over the workers
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             RestoreWorker,
             fn_constructor_args=(dataclasses.replace(spec, device=plan.device), plan.threads),
             batch_size=batch_size,

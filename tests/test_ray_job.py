@@ -148,7 +148,8 @@ def test_workers_write_what_the_single_process_cli_writes(workers, ray_address, 
     command = [sys.executable, "-m", "comfyui_gfpgan", *args, f"--ray={ray_address}", "--workers", str(workers)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=dict(os.environ))
     # on the 2-CPU Ray, one worker computes with 2 torch threads, two with 1 each
-    code, stdout, file_lines, expected = single_process_runs(2 // workers)
+    threads = 2 // workers
+    code, stdout, file_lines, expected = single_process_runs(threads)
     assert (run.returncode, run.stdout.replace(str(out), "OUT")) == (code, stdout), run.stderr[-3000:]
     assert code == 1 and stdout == "OUT: 2 restored, 1 unchanged, 1 unreadable\n"
     assert _file_lines(run.stderr) == file_lines == [
@@ -160,6 +161,8 @@ def test_workers_write_what_the_single_process_cli_writes(workers, ray_address, 
     for name in ("astronaut.png", "grace_hopper.jpg", "blank.png"):
         assert (out / name).read_bytes() == (expected / name).read_bytes(), name
     assert (out / "astronaut.png").read_bytes() != (photo_folder / "astronaut.png").read_bytes()
+    assert f"ray: {workers} worker{'s' * (workers > 1)}, each reserving {threads} CPU{'s' * (threads > 1)}, on cpu " \
+        f"with {threads} torch thread{'s' * (threads > 1)}" in run.stderr
     assert "Traceback" not in run.stderr
 
 

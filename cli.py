@@ -223,6 +223,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
+    from .ray_job import LOCAL as LOCAL_RAY  # ray_job imports Ray only when it runs
 
     parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -269,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "
                          "sha256-checked where a hash is known (a warning says when it is not); never done without "
                          "this flag")
-    restore.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                         help="run as a Ray Data job: a new local Ray, or the cluster at ADDRESS (auto, HOST:6379, "
-                         "ray://HOST:10001); put it after the inputs (or write --ray=ADDRESS). Needs "
+    restore.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                         help="run as a Ray Data job: on a new local Ray, or on the cluster at ADDRESS (auto, "
+                         "HOST:6379); put it after the inputs (or write --ray=ADDRESS). Needs "
                          "pip install comfyui-gfpgan[ray]")
     restore.add_argument("--workers", type=int,
                          help="with --ray: how many workers, each loading the models once (default: one per GPU "

@@ -23,14 +23,14 @@ from .folder_job import FileOutcome, FolderJob, JobError, JobSpec
 
 RAY_MISSING = "--ray needs Ray Data: pip install comfyui-gfpgan[ray]"
 LOCAL = "local"  # ray.init's name for "start a new local Ray"
-MAX_BATCH = 8  # files per actor call: few enough that every worker gets some of a small folder
+MAX_BATCH = 8  # files per actor call at most: small batches keep the workers evenly busy and the progress fine
 
 
 @dataclass(frozen=True)
 class RaySettings:
     """Where to run and how big the workers are; ``None`` is chosen from the cluster (see ``plan_workers``)."""
 
-    address: str = LOCAL  # ray.init's address: "local" (a new local Ray), "auto", "HOST:6379", "ray://HOST:10001"
+    address: str = LOCAL  # ray.init's address: "local" (a new local Ray), "auto", "HOST:6379"
     workers: int | None = None  # default: one per GPU where the workers get GPUs, else one per node
     worker_cpus: float | None = None  # CPUs each worker reserves and computes on (its torch threads)
     worker_gpus: float | None = None  # default: 1 where the cluster has GPUs (unless device is cpu), else 0

@@ -47,6 +47,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
     from .folder_job import OUTCOMES, FolderJob, JobSpec, collect_inputs, plan_targets
 
+    ray_settings = None
+    if args.ray is not None:  # Ray's settings and import are checked before anything is read or written
+        from .ray_job import RaySettings, import_ray
+
+        ray_settings = RaySettings(address=args.ray, workers=args.workers, worker_cpus=args.worker_cpus,
+                                   worker_gpus=args.worker_gpus, device=args.device)
+        import_ray()
+    elif (args.workers, args.worker_cpus, args.worker_gpus) != (None, None, None):
+        raise UserError("--workers, --worker-cpus and --worker-gpus size the workers of --ray")
     files, notes = collect_inputs(args.inputs)
     for note in notes:
         print(note, file=sys.stderr)
@@ -54,7 +63,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise UserError("no input images found")
     # Settings check themselves: an impossible one fails here, before any model is loaded.
     spec = JobSpec(
-        model=args.model, detector=args.detector, parser=args.parser, device=resolve_device(args.device),
+        model=args.model, detector=args.detector, parser=args.parser,
+        device="cpu" if ray_settings else resolve_device(args.device),  # on Ray: the workers', chosen once connected
         dtype=args.dtype, compile=args.compile, aligned=args.aligned, fidelity=args.fidelity,
         detect=DetectSettings(threshold=args.threshold, selection=args.select, top_k=args.top_k,
                               min_face_size=args.min_face, max_face_size=args.max_face,
@@ -73,18 +83,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for outcome in skipped:
         print(f"skipped {outcome.path}: {outcome.message}", file=sys.stderr)
         counts["skipped"] += 1
-    job = FolderJob(spec)
-    for note in job.notes:
-        print(note, file=sys.stderr)
-    _progress(0, len(todo), "restoring")
-    for number, outcome in enumerate(job.restore_files(todo), 1):
+    if ray_settings:  # the workers load the models and write the outputs; Ray Data shows the progress
+        from .ray_job import restore_on_ray
+
+        outcomes, progress, off_bar = restore_on_ray(spec, todo, ray_settings), (lambda *_: None), ""
+    else:
+        job = FolderJob(spec)
+        for note in job.notes:
+            print(note, file=sys.stderr)
+        outcomes, progress, off_bar = job.restore_files(todo), _progress, "\n"  # a message leaves the bar's line
+    progress(0, len(todo), "restoring")
+    for number, outcome in enumerate(outcomes, 1):
         if outcome.status == "failed" or outcome.status == "unreadable":
-            print(f"\n{outcome.status if outcome.status == 'failed' else 'skipped'} {outcome.path}: {outcome.message}",
-                  file=sys.stderr)
+            what = outcome.status if outcome.status == "failed" else "skipped"
+            print(f"{off_bar}{what} {outcome.path}: {outcome.message}", file=sys.stderr)
         elif outcome.message:
-            print(f"\n{outcome.path}: {outcome.message}", file=sys.stderr)
+            print(f"{off_bar}{outcome.path}: {outcome.message}", file=sys.stderr)
         counts[outcome.status] += 1
-        _progress(number, len(todo), "restoring")
+        progress(number, len(todo), "restoring")
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
     print(f"{out_dir}: {summary}")
     return 1 if counts["unreadable"] or counts["failed"] else 0
@@ -207,6 +223,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
+    from .ray_job import LOCAL as LOCAL_RAY  # ray_job imports Ray only when it runs
 
     parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "
                          "sha256-checked where a hash is known (a warning says when it is not); never done without "
                          "this flag")
+    restore.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                         help="run as a Ray Data job: on a new local Ray, or on the cluster at ADDRESS (auto, "
+                         "HOST:6379); put it after the inputs (or write --ray=ADDRESS). Needs "
+                         "pip install comfyui-gfpgan[ray]")
+    restore.add_argument("--workers", type=int,
+                         help="with --ray: how many workers, each loading the models once (default: one per GPU "
+                         "where the cluster has GPUs, else one per node)")
+    restore.add_argument("--worker-cpus", type=float,
+                         help="with --ray: CPUs each worker reserves and computes on (default: GPU workers 1; CPU "
+                         "workers the most that fit --workers, e.g. the whole node for one per node)")
+    restore.add_argument("--worker-gpus", type=float,
+                         help="with --ray: GPUs each worker reserves (default: 1 where the cluster has GPUs and "
+                         "--device is not cpu, else 0)")
     restore.set_defaults(run=cmd_restore)
 
     inspect = commands.add_parser("inspect", help="say what a weights file is")

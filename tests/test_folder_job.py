@@ -138,3 +138,123 @@ def test_the_seeded_network_streamed_writes_what_it_writes_alone(chunk, mixed_fo
         lossy = name.endswith(".jpg")
         assert np.abs(streamed - alone).max() <= (8 if lossy else 1), name
         assert changed.mean() <= (5e-3 if lossy else 2e-3), name
+
+
+class RefusesMagentaFaces(RecordsBatches):
+    """Raises, like a network given an impossible input, for any call holding a face with a magenta patch."""
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        if bool(((x[:, 0] > 0.9) & (x[:, 1] < -0.9) & (x[:, 2] > 0.9)).any()):  # (x in [-1, 1])
+            self.batches.append(x.shape[0])
+            raise FaceInputError("a poisoned face")
+        return super().forward(x, fidelity, noise)
+
+
+def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_dir, small_model, retinaface_weights):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    astronaut = cv2.imread(str(shared_dir / "images" / "astronaut.png"))
+    shutil.copy(shared_dir / "images" / "astronaut.png", inputs / "a_astronaut.png")
+    poisoned = astronaut.copy()
+    poisoned[62:74, 215:235] = (255, 0, 255)  # on the forehead: found as a face, refused by the network
+    cv2.imwrite(str(inputs / "b_poisoned.png"), poisoned)
+    shutil.copy(shared_dir / "images" / "grace_hopper.jpg", inputs / "c_grace_hopper.jpg")
+    (inputs / "d_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    cv2.imwrite(str(inputs / "e_blocked.png"), cv2.flip(astronaut, 1))
+    (out / "e_blocked.png").mkdir()  # a folder where its output should go: the write fails
+    cv2.imwrite(str(inputs / "f_mirrored.png"), cv2.flip(astronaut, 1))
+    spec = JobSpec(model=small_model, detector=str(retinaface_weights), dtype="fp32",
+                   restore=RestoreSettings(noise="seeded", chunk_size=3))
+    job = FolderJob(spec)
+    job.restorer = as_face_restorer(RefusesMagentaFaces())
+    names = sorted(p.name for p in inputs.iterdir())
+    outcomes = {o.path.name: o for o in job.restore_files([(inputs / name, out / name) for name in names], jobs=2)}
+    assert {name: o.status for name, o in outcomes.items()} == {
+        "a_astronaut.png": "restored", "b_poisoned.png": "failed", "c_grace_hopper.jpg": "restored",
+        "d_corrupt.png": "unreadable", "e_blocked.png": "failed", "f_mirrored.png": "restored"}
+    assert outcomes["b_poisoned.png"].message == "a poisoned face"
+    assert "e_blocked.png" in outcomes["e_blocked.png"].message and out.joinpath("e_blocked.png").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == ["a_astronaut.png", "c_grace_hopper.jpg", "e_blocked.png",
+                                                     "f_mirrored.png"]
+    # the refused call held other images' faces too: they were restored on their own, as they would be alone
+    assert len(job.restorer.network.batches) > 2 and job.restorer.network.batches[0] > 1
+    for name in ("a_astronaut.png", "c_grace_hopper.jpg", "f_mirrored.png"):
+        restore_alone(job, inputs / name, tmp_path / name)
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astronaut_rgb, small_model,
+                                                                 retinaface_weights, monkeypatch):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    face = cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    count = 60
+    for index in range(count):  # every third holds a face; the rest are noise, which the detector finds nothing in
+        image = np.roll(face, index // 3, axis=1) if index % 3 == 0 else rng.integers(0, 255, (96, 128, 3), np.uint8)
+        cv2.imwrite(str(inputs / f"{index:03d}.png"), image)
+    alive, peak = [0], [0]
+
+    def release():
+        alive[0] -= 1
+
+    def read_and_count(path):  # every decoded image, counted until the last reference to its pixels goes
+        read = real_read(path)
+        alive[0] += 1
+        peak[0] = max(peak[0], alive[0])
+        weakref.finalize(read[0], release)
+        return read
+
+    real_read = folder_job.read_image
+    monkeypatch.setattr(folder_job, "read_image", read_and_count)
+    jobs, chunk = 2, 4
+    spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded",
+                                                                                                 chunk_size=chunk))
+    job = FolderJob(spec)
+    job.restorer = as_face_restorer(RecordsBatches())
+    outcomes = list(job.restore_files([(path, out / path.name) for path in sorted(inputs.iterdir())], jobs=jobs))
+    assert len(outcomes) == count and [o.status for o in outcomes].count("restored") == count // 3
+    assert job.restorer.network.batches == [chunk] * (count // 3 // chunk)
+    # the decoders run far ahead of detection here, so only the bounded queues keep the rest on disk
+    assert peak[0] <= 4 * jobs + 2 * chunk + 2, peak[0]
+    assert alive[0] == 0
+
+
+def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astronaut_rgb, small_model,
+                                                               retinaface_weights, monkeypatch):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    face = cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
+    for index in range(8):
+        cv2.imwrite(str(inputs / f"{index}.png"), np.roll(face, 5 * index, axis=0))
+    spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded"))
+    job = FolderJob(spec)
+    job.restorer = as_face_restorer(SeededNoiseRestorer())
+    real_write_bytes, writes = Path.write_bytes, []
+
+    def interrupted_third_write(self, data):  # Ctrl-C halfway through writing the third output
+        writes.append(self.name)
+        if len(writes) == 3:
+            real_write_bytes(self, bytes(memoryview(data))[: len(data) // 2])
+            raise KeyboardInterrupt
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted_third_write)
+    files = sorted(inputs.iterdir())
+    todo, _ = plan_targets(files, out, overwrite=False)
+    with pytest.raises(KeyboardInterrupt):
+        list(job.restore_files(todo, jobs=2))
+    assert writes[2].endswith(".partial")  # it was writing under a temporary name ...
+    written = sorted(p.name for p in out.iterdir())
+    assert 2 <= len(written) < len(files) and all(name.endswith(".png") for name in written)  # ... now gone
+    monkeypatch.setattr(Path, "write_bytes", real_write_bytes)
+    todo, skipped = plan_targets(files, out, overwrite=False)  # the next run skips what exists
+    assert sorted(o.path.name for o in skipped) == written and len(todo) == len(files) - len(written)
+    assert [o.status for o in job.restore_files(todo, jobs=2)] == ["restored"] * len(todo)
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in files]
+    for path in files:  # every output whole, and what the image gives alone
+        restore_alone(job, path, tmp_path / path.name)
+        assert (tmp_path / path.name).read_bytes() == (out / path.name).read_bytes(), path.name

@@ -245,6 +245,8 @@ def _save_file(result) -> FileOutcome:
                 write_atomically(target, lambda partial: shutil.copyfile(path, partial))
             return FileOutcome(path, "unchanged", "no face found, written unchanged")
         write_image(target, result.image[0].permute(1, 2, 0).numpy(), result.frame.meta)
-    except (JobError, OSError) as error:
+    except JobError as error:
         return FileOutcome(path, "failed", _one_line(error))
+    except OSError as error:  # (its message would name the temporary file)
+        return FileOutcome(path, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
     return FileOutcome(path, "restored", faces=result.faces)

@@ -174,7 +174,8 @@ def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_di
         "a_astronaut.png": "restored", "b_poisoned.png": "failed", "c_grace_hopper.jpg": "restored",
         "d_corrupt.png": "unreadable", "e_blocked.png": "failed", "f_mirrored.png": "restored"}
     assert outcomes["b_poisoned.png"].message == "a poisoned face"
-    assert "e_blocked.png" in outcomes["e_blocked.png"].message and out.joinpath("e_blocked.png").is_dir()
+    assert outcomes["e_blocked.png"].message == f"could not write {out / 'e_blocked.png'}: Is a directory"
+    assert out.joinpath("e_blocked.png").is_dir()
     assert sorted(p.name for p in out.iterdir()) == ["a_astronaut.png", "c_grace_hopper.jpg", "e_blocked.png",
                                                      "f_mirrored.png"]
     # the refused call held other images' faces too: they were restored on their own, as they would be alone
@@ -220,6 +221,8 @@ def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astro
     # the decoders run far ahead of detection here, so only the bounded queues keep the rest on disk
     assert peak[0] <= 4 * jobs + 2 * chunk + 2, peak[0]
     assert alive[0] == 0
+    with pytest.raises(folder_job.JobError, match="--jobs must be a whole number >= 1, got 0"):
+        job.restore_files([], jobs=0)
 
 
 def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astronaut_rgb, small_model,

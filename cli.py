@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .face_restorers.interface import DTYPE_CHOICES  # one list for the CLI and the nodes
@@ -12,11 +13,43 @@ class UserError(Exception):
     """An error to print as one line, without a traceback."""
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    width = 30
-    filled = int(width * done / max(1, total))
-    end = "\n" if done >= total else ""
-    print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+class _Progress:
+    """The restore command's progress on stderr: done/total, images/s, faces/s and the time left (redrawn at most
+    every ``interval`` seconds; the last line ends with a newline), and the throughput for the summary."""
+
+    def __init__(self, total: int, interval: float = 0.5, show: bool = True):
+        self.clock = time.monotonic
+        self.total, self.interval, self.show, self.done, self.faces = total, interval, show, 0, 0
+        self.started = self.drawn = self.clock()
+        self.draw()
+
+    def update(self, faces: int) -> None:
+        self.done += 1
+        self.faces += faces
+        if self.done >= self.total or self.clock() - self.drawn >= self.interval:
+            self.draw()
+
+    def rates(self) -> tuple[float, float, float]:
+        """Seconds so far, images/s and faces/s."""
+        seconds = max(self.clock() - self.started, 1e-9)
+        return seconds, self.done / seconds, self.faces / seconds
+
+    def draw(self) -> None:
+        self.drawn = self.clock()
+        if not self.show:  # another progress display (Ray Data's) is on screen
+            return
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        line = f"\rrestoring [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        if self.done:
+            _, images, faces = self.rates()
+            left = (self.total - self.done) / images
+            line += f"  {images:.2f} images/s  {faces:.2f} faces/s  ETA {int(left) // 60}:{int(left) % 60:02d}"
+        print(line, end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        seconds, images, faces = self.rates()
+        return f"{self.done} images in {seconds:.1f} s: {images:.2f} images/s, {faces:.2f} faces/s"
 
 
 def resolve_device(name: str | None) -> str:
@@ -44,6 +77,8 @@ def resolve_device(name: str | None) -> str:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from contextlib import closing
+
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
     from .folder_job import OUTCOMES, FolderJob, JobSpec, collect_inputs, plan_targets
 
@@ -61,6 +96,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     if not files:
         raise UserError("no input images found")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     # Settings check themselves: an impossible one fails here, before any model is loaded.
     spec = JobSpec(
         model=args.model, detector=args.detector, parser=args.parser,
@@ -86,23 +123,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if ray_settings:  # the workers load the models and write the outputs; Ray Data shows the progress
         from .ray_job import restore_on_ray
 
-        outcomes, progress, off_bar = restore_on_ray(spec, todo, ray_settings), (lambda *_: None), ""
+        outcomes, off_bar = restore_on_ray(spec, todo, ray_settings), ""
     else:
         job = FolderJob(spec)
         for note in job.notes:
             print(note, file=sys.stderr)
-        outcomes, progress, off_bar = job.restore_files(todo), _progress, "\n"  # a message leaves the bar's line
-    progress(0, len(todo), "restoring")
-    for number, outcome in enumerate(outcomes, 1):
-        if outcome.status == "failed" or outcome.status == "unreadable":
-            what = outcome.status if outcome.status == "failed" else "skipped"
-            print(f"{off_bar}{what} {outcome.path}: {outcome.message}", file=sys.stderr)
-        elif outcome.message:
-            print(f"{off_bar}{outcome.path}: {outcome.message}", file=sys.stderr)
-        counts[outcome.status] += 1
-        progress(number, len(todo), "restoring")
+        outcomes, off_bar = job.restore_files(todo, jobs=args.jobs), "\n"  # a message leaves the bar's line
+    progress = _Progress(len(todo), show=not ray_settings)
+    with closing(outcomes):  # closed on Ctrl-C: the workers stop
+        for outcome in outcomes:
+            if outcome.status == "failed" or outcome.status == "unreadable":
+                what = outcome.status if outcome.status == "failed" else "skipped"
+                print(f"{off_bar}{what} {outcome.path}: {outcome.message}", file=sys.stderr)
+            elif outcome.message:
+                print(f"{off_bar}{outcome.path}: {outcome.message}", file=sys.stderr)
+            counts[outcome.status] += 1
+            progress.update(outcome.faces)
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
-    print(f"{out_dir}: {summary}")
+    print(f"{out_dir}: {summary}" + (f" ({progress.summary()})" if progress.done else ""))
     return 1 if counts["unreadable"] or counts["failed"] else 0
 
 
@@ -223,6 +261,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
+    from .folder_job import default_jobs
     from .ray_job import LOCAL as LOCAL_RAY  # ray_job imports Ray only when it runs
 
     parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
@@ -254,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--working-size", type=int, default=0,
                          help="detection short side (0 = full size, as GFPGANer; smaller is faster but misses small faces)")
     restore.add_argument("--color-correction", action="store_true")
-    restore.add_argument("--chunk", type=int, help="faces per network batch (default: 8 on CUDA, 1 on CPU)")
+    restore.add_argument("--chunk", type=int, help="faces per network call, gathered across images (default: 8 on "
+                         "CUDA, 1 on CPU)")
+    restore.add_argument("--jobs", type=int, default=default_jobs(),
+                         help="threads that decode, paste back and encode images while the device restores "
+                         f"(default: min(4, CPU cores) = {default_jobs()} here)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     restore.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                          help="auto: bf16 on GPUs and CPUs with native bf16 (output PSNR vs fp32 ~60 dB), else fp32; "

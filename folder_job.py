@@ -1,22 +1,31 @@
 """Restore image files into an output folder: the job ``comfyui-gfpgan restore`` runs (and each Ray worker).
 
 ``JobSpec`` says what to load and how to restore (plain data: it can be shipped to another process);
-``FolderJob`` loads the models once and restores files, one ``FileOutcome`` per input. Which files to
-restore, and where each one goes, is decided up front by ``plan_targets``.
+``FolderJob`` loads the models once and streams files through the pipeline (``face_pipeline.stream``:
+decoding and writing in worker threads, the faces of several images batched for the network), one
+``FileOutcome`` per input. Which files to restore, and where each one goes, is decided up front by
+``plan_targets``. Outputs are written under a temporary name and renamed into place, so an interrupted
+run leaves no truncated file that the next run would skip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 OUTCOMES = ("restored", "unchanged", "skipped", "unreadable", "failed")  # the summary's order
+
+
+def default_jobs() -> int:
+    """I/O worker threads (decoding, paste-back and encoding) when ``--jobs`` is not given."""
+    return min(4, os.cpu_count() or 1)
 
 
 class JobError(Exception):
@@ -114,7 +123,8 @@ def read_image(path: Path):
 
 
 def write_image(path: Path, image, depth: int = 8) -> None:
-    """Write HxWxC RGB(A)/gray in 0..1 at 8 or 16 bits (16 only where the format has it)."""
+    """Write HxWxC RGB(A)/gray in 0..1 at 8 or 16 bits (16 only where the format has it), in the format its
+    suffix names, atomically (see ``write_atomically``)."""
     import cv2
     import numpy as np
 
@@ -126,8 +136,30 @@ def write_image(path: Path, image, depth: int = 8) -> None:
         data = data[:, :, ::-1]
     elif data.shape[2] == 4:
         data = data[:, :, [2, 1, 0, 3]]
-    if not cv2.imwrite(str(path), np.ascontiguousarray(data)):
-        raise JobError(f"could not write {path}")
+    try:
+        encoded, buffer = cv2.imencode(path.suffix, np.ascontiguousarray(data))
+    except cv2.error:
+        encoded = False
+    if not encoded:
+        raise JobError(f"could not write {path}: no {path.suffix or 'suffix'} encoder for a {data.shape[2]}-channel "
+                       f"{data.dtype} image")
+    write_atomically(path, lambda partial: partial.write_bytes(buffer))
+
+
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """``write(partial)`` into a temporary name beside ``target``, then rename it into place: whatever stops the
+    run (an error, Ctrl-C), ``target`` is either absent or complete, never truncated."""
+    partial = target.with_name(f".{target.name}.partial")  # (not an image suffix: never taken as an input)
+    try:
+        write(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _one_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def cpu_has_native_bf16() -> bool:
@@ -170,48 +202,51 @@ class FolderJob:
 
             self.parser = load_parser(spec.parser, device=spec.device)
 
-    def restore_files(self, pairs: Iterable[tuple[Path, Path]]) -> Iterator[FileOutcome]:
-        """Restore each ``(input, output)`` pair; one outcome per pair, in order. A failure of one file is its
-        outcome, never an exception."""
-        for path, target in pairs:
-            yield self.restore_file(path, target)
+    def restore_files(self, pairs: Iterable[tuple[Path, Path]], *, jobs: int | None = None) -> Iterator[FileOutcome]:
+        """Restore each ``(input, output)`` pair; one outcome per pair, in the order they complete (not the
+        order given). ``jobs`` threads (default ``default_jobs()``) decode, paste back and encode while the
+        device detects and restores; the faces of several images share each network call, each restored
+        as if its image were alone. A failure of one file is its outcome, never an exception; closing the
+        iterator (or an interrupt) stops the work, and files not yet written are left absent."""
+        from .face_pipeline.stream import restore_stream
 
-    def restore_file(self, path: Path, target: Path) -> FileOutcome:
-        """Restore one image file into ``target``."""
-        import torch
+        jobs = default_jobs() if jobs is None else jobs
+        if not isinstance(jobs, int) or jobs < 1:
+            raise JobError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+        spec = self.spec
+        return restore_stream(pairs, _load_file, _save_file, self.restorer, self.detector, self.parser,
+                              detect=spec.detect, restore=self.restore, paste=spec.paste, aligned=spec.aligned,
+                              workers=jobs)
 
-        from .face_pipeline.errors import FaceInputError
 
-        read = read_image(path)
-        if read is None:
-            return FileOutcome(path, "unreadable", "not a readable image")
-        try:
-            return self._restore_read_image(path, target, read)
-        except (FaceInputError, JobError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as error:
-            # about this one input (or too big for the device): report it and go on with the others
-            if isinstance(error, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
-            return FileOutcome(path, "failed", str(error).splitlines()[0] if str(error) else type(error).__name__)
+def _load_file(pair: tuple[Path, Path]):
+    """The stream's loader: the input as a ``[1,C,H,W]`` frame with its bit depth, or None if unreadable."""
+    import torch
 
-    def _restore_read_image(self, path: Path, target: Path, read) -> FileOutcome:
-        import torch
+    from .face_pipeline.stream import Frame
 
-        from .face_pipeline.aligned import restore_aligned_crops
-        from .face_pipeline.pipeline import restore_faces_in_images
+    read = read_image(pair[0])
+    if read is None:
+        return None
+    image, depth = read
+    return Frame(torch.from_numpy(image).permute(2, 0, 1)[None], meta=depth)
 
-        image, depth = read
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-        spec, restore = self.spec, self.restore
-        if spec.aligned:
-            result = restore_aligned_crops(self.restorer, tensor, fidelity=restore.fidelity, noise=restore.noise,
-                                           seed=restore.seed, chunk_size=restore.chunk_size, blend=spec.paste.blend)
-            write_image(target, result[0].permute(1, 2, 0).numpy(), depth)
-            return FileOutcome(path, "restored", faces=1)
-        result = restore_faces_in_images(tensor, self.restorer, self.detector, self.parser, detect=spec.detect,
-                                         restore=restore, paste=spec.paste)
-        if not result.faces.faces:
+
+def _save_file(result) -> FileOutcome:
+    """The stream's saver: write one ``StreamResult`` to its output and say what happened."""
+    path, target = result.source
+    if result.error is not None:
+        return FileOutcome(path, "failed", _one_line(result.error))
+    if result.frame is None:
+        return FileOutcome(path, "unreadable", "not a readable image")
+    try:
+        if result.image is None:
             if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
-                shutil.copyfile(path, target)
+                write_atomically(target, lambda partial: shutil.copyfile(path, partial))
             return FileOutcome(path, "unchanged", "no face found, written unchanged")
-        write_image(target, result.images[0].permute(1, 2, 0).numpy(), depth)
-        return FileOutcome(path, "restored", faces=len(result.faces.faces))
+        write_image(target, result.image[0].permute(1, 2, 0).numpy(), result.frame.meta)
+    except JobError as error:
+        return FileOutcome(path, "failed", _one_line(error))
+    except OSError as error:  # (its message would name the temporary file)
+        return FileOutcome(path, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
+    return FileOutcome(path, "restored", faces=result.faces)

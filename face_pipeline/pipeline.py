@@ -193,6 +193,22 @@ def _frame_chunks(
         yield _FrameChunk(start, frames, faces, crops, skipped)
 
 
+def _paste_chunk(
+    chunk: _FrameChunk, restored: torch.Tensor, parser, paste: PasteSettings, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parse (for ``mask="parsing"``) and paste a chunk's ``restored`` crops into ``targets``, its frames on the
+    CPU (same-size targets map 1:1): the device holds only the face windows. New frames and their masks."""
+    parse_masks = None
+    if paste.mask == "parsing" and len(chunk.faces):
+        from .parse import parse_face_masks
+
+        parse_masks = parse_face_masks(parser, restored)
+    return paste_faces(
+        chunk.frames, chunk.faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
+        color_correction=paste.color_correction, blend=paste.blend, targets=targets,
+    )
+
+
 def find_faces_in_frames(
     images: torch.Tensor,
     detector: RetinaFaceDetector,
@@ -267,16 +283,7 @@ def restore_faces_in_images(
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
             on_chunk=None if on_progress is None else (lambda _done, _faces, start=start: on_progress(start, total)),
         )
-        parse_masks = None
-        if paste.mask == "parsing" and len(faces):
-            from .parse import parse_face_masks
-
-            parse_masks = parse_face_masks(parser, restored)
-        # Paste into CPU frames (same-size targets map 1:1): the device holds only the face windows.
-        pasted, masks = paste_faces(
-            chunk.frames, faces, restored, mask=paste.mask, parse_masks=parse_masks, feather=paste.feather,
-            color_correction=paste.color_correction, blend=paste.blend, targets=chunk_targets,
-        )
+        pasted, masks = _paste_chunk(chunk, restored, parser, paste, chunk_targets)
         out_images[start:end] = source[start:end]  # frames without faces pass through bit-exact
         for offset in sorted({face.image_index for face in faces.faces}):
             out_images[start + offset] = pasted[offset]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -68,6 +68,7 @@ def restore_crops(
     fidelity: float = 1.0,
     noise: str = "fixed",
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     blend: float = 1.0,
     chunk_size: int | None = None,
     dtype: torch.dtype | None = None,
@@ -83,9 +84,17 @@ def restore_crops(
     ``chunk_size`` None picks one for the device (see ``default_chunk_size``); on CUDA
     out-of-memory the chunk is halved and the same faces retried. ``dtype`` (float32 or
     bfloat16) is the compute dtype; None runs in the weights' dtype. With
-    ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking.
+    ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking, or from
+    ``seeds[i]`` where ``seeds`` are given (one per crop: a batch that gathers the faces of several
+    images seeds each as a run over its own image would).
     """
     check_restore_options(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size, dtype=dtype, blend=blend)
+    if seeds is not None:
+        seeds = list(seeds)
+        if len(seeds) != crops.shape[0]:
+            raise FaceInputError(f"{len(seeds)} seeds for {crops.shape[0]} face crops (give one per crop)")
+        for face_seed in seeds:
+            check_restore_options(seed=face_seed)
     restorer = as_face_restorer(restorer)
     size = restorer.crop_size
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[-2:] != (size, size):
@@ -98,8 +107,8 @@ def restore_crops(
     while done < total:
         end = min(total, done + chunk)
         try:
-            seeds = [seed + i for i in range(done, end)]
-            out = _run_chunk(restorer, crops[done:end], fidelity, noise, seeds, dtype)
+            chunk_seeds = seeds[done:end] if seeds is not None else [seed + i for i in range(done, end)]
+            out = _run_chunk(restorer, crops[done:end], fidelity, noise, chunk_seeds, dtype)
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -4,7 +4,8 @@ import torch
 
 from comfyui_gfpgan.gfpgan_arch.testing import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
 
-__all__ = ["IdentityRestorer", "assert_same_tensors", "OFFICIAL_CLEAN_CONFIG", "WeightedStandIn", "export_onnx", "seeded_clean_network"]
+__all__ = ["IdentityRestorer", "assert_same_tensors", "OFFICIAL_CLEAN_CONFIG", "SeededNoiseRestorer", "WeightedStandIn",
+           "export_onnx", "seeded_clean_network"]
 
 
 class IdentityRestorer(torch.nn.Module):
@@ -85,3 +86,15 @@ def export_onnx(module: torch.nn.Module, args: tuple, path, input_names, dynamic
         torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=["output"],
                           dynamic_axes=dynamic_axes, dynamo=dynamo, external_data=False, **options)
     return path
+
+
+class SeededNoiseRestorer(IdentityRestorer):
+    """Stands in for a seeded GFP-GAN whose output depends on each face alone: the input, dimmed, plus noise from
+    that face's generator (element-wise, so bit-identical whatever else shares the batch). Crops of 128 px."""
+
+    out_size = 128
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        if noise is None:
+            return x * 0.5
+        return x * 0.5 + 0.3 * torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device) for g in noise])

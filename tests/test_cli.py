@@ -41,14 +41,14 @@ def test_one_bad_frame_does_not_stop_the_batch(tmp_path, shared_dir, retinaface_
     import comfyui_gfpgan.face_pipeline.pipeline as pipeline
     from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 
-    real = pipeline.restore_faces_in_images
+    real = pipeline.find_faces
 
     def refuse_33_px_frames(images, *args, **kwargs):  # stands in for any error about one input
         if images.shape[-1] == 33:
             raise FaceInputError("images frame 0 contains NaN or infinite values")
         return real(images, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "restore_faces_in_images", refuse_33_px_frames)
+    monkeypatch.setattr(pipeline, "find_faces", refuse_33_px_frames)
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(shared_dir / "images" / "astronaut.png", inputs / "a_astronaut.png")
@@ -405,6 +405,7 @@ def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared
     (["--min-face", "-3"], "negative"), (["--min-face", "300", "--max-face", "100"], "above max_face_size"),
     (["--min-eye-distance", "-1"], "negative"), (["--face-indices", "2-1"], "backwards"),
     (["--chunk", "0"], "chunk_size"), (["--fidelity", "2"], "fidelity"), (["--blend", "-1"], "blend"),
+    (["--jobs", "0"], "--jobs must be at least 1"),
 ])
 def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, message, tmp_path, shared_dir,
                                                                          retinaface_weights, capsys):
@@ -455,3 +456,59 @@ def test_fidelity_on_a_family_without_the_knob_is_said_once(tmp_path, capsys, ca
     log_knobs(load_face_restorer(gpen))  # the nodes say it in the same words, once per load
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
         "GPEN has no fidelity knob; the restore nodes' fidelity is ignored for it"]
+
+
+def test_progress_and_summary_give_the_throughput_and_jobs_reach_the_stream(tmp_path, retinaface_weights, model,
+                                                                             capsys, monkeypatch):
+    import comfyui_gfpgan.face_pipeline.stream as stream
+
+    workers, real = [], stream.restore_stream
+
+    def record_workers(*args, **kwargs):
+        workers.append(kwargs["workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "restore_stream", record_workers)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(inputs / f"{index}.png"), np.full((64, 80, 3), 60 * index, np.uint8))
+    common = [str(inputs), "--model", model, "--detector", str(retinaface_weights)]
+    assert main(["restore", *common, "-o", str(tmp_path / "out"), "--jobs", "3"]) == 0
+    captured = capsys.readouterr()
+    final = captured.err.split("\r")[-1]
+    assert final.startswith("restoring [") and " 3/3  " in final and final.endswith("\n")
+    assert " images/s  " in final and " faces/s  ETA 0:00" in final
+    summary = captured.out.strip()
+    assert summary.startswith(f"{tmp_path / 'out'}: 3 unchanged (3 images in ") and summary.endswith(" 0.00 faces/s)")
+    assert workers == [3]
+    assert main(["restore", *common, "-o", str(tmp_path / "out2")]) == 0
+    assert workers == [3, min(4, __import__("os").cpu_count())]  # the default
+
+
+def test_an_interrupted_restore_resumes_where_it_stopped(tmp_path, retinaface_weights, model, capsys, monkeypatch):
+    from comfyui_gfpgan import cli
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for index in range(24):
+        cv2.imwrite(str(inputs / f"{index}.png"), np.full((64, 80, 3), 10 * index, np.uint8))
+    real_update = cli._Progress.update
+
+    def interrupt_after_three(self, faces):  # Ctrl-C while the fourth outcome is reported
+        if self.done == 3:
+            raise KeyboardInterrupt
+        real_update(self, faces)
+
+    monkeypatch.setattr(cli._Progress, "update", interrupt_after_three)
+    common = [str(inputs), "-o", str(out), "--model", model, "--detector", str(retinaface_weights), "--jobs", "2"]
+    assert main(["restore", *common]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    written = sorted(p.name for p in out.iterdir())
+    assert 3 <= len(written) < 24 and all(name.endswith(".png") for name in written)  # nothing partial is left
+    monkeypatch.setattr(cli._Progress, "update", real_update)
+    assert main(["restore", *common]) == 0
+    assert f"{24 - len(written)} unchanged, {len(written)} skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{index}.png" for index in range(24))
+    for index in range(24):
+        assert (out / f"{index}.png").read_bytes() == (inputs / f"{index}.png").read_bytes()

@@ -34,6 +34,21 @@ def test_matches_the_network_and_is_independent_of_chunking(network, crops):
     assert not torch.allclose(seeded[0], restore_crops(network, crops, noise="seeded", seed=12), atol=1e-4)
 
 
+def test_per_face_seeds_give_each_face_the_noise_of_its_own_run(network, crops):
+    # a batch gathering faces of several images: face 2 is the second face of an image seeded 11
+    batched = restore_crops(network, crops[:3], noise="seeded", seeds=[11, 20, 12], chunk_size=2)
+    alone = [restore_crops(network, crops[:1], noise="seeded", seed=11)[0],
+             restore_crops(network, crops[1:2], noise="seeded", seed=20)[0],
+             restore_crops(network, crops[1:3], noise="seeded", seed=11)[1]]
+    for face, expected in zip(batched, alone):
+        assert torch.allclose(face, expected, atol=1e-5)
+    assert not torch.allclose(batched[1], restore_crops(network, crops[1:2], noise="seeded", seed=1)[0], atol=1e-4)
+    with pytest.raises(ValueError, match="2 seeds for 3 face crops"):
+        restore_crops(network, crops[:3], noise="seeded", seeds=[1, 2])
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        restore_crops(network, crops[:2], noise="seeded", seeds=[1, -2])
+
+
 def test_blend_mixes_in_image_space(network, crops):
     full = restore_crops(network, crops)
     assert torch.allclose(restore_crops(network, crops, blend=0.25), 0.75 * crops + 0.25 * full, atol=1e-5)

@@ -1,0 +1,322 @@
+"""Restore a long stream of images, keeping the device busy: the staged form of ``restore_faces_in_images``.
+
+Four stages, joined by bounded queues (``queue.Queue(maxsize=workers)``), so only a few images are held at
+once however many come in:
+
+1. load (``workers`` threads): ``load(source)`` decodes one image into a ``Frame``;
+2. detect and align (the calling thread, on the device): ``_frame_chunks`` over that one frame, as
+   ``restore_faces_in_images`` runs it on a single image;
+3. restore (the calling thread): the aligned crops of several images wait together until there are
+   ``chunk_size`` faces for one network call (``restore_crops``); each face is seeded ``seed`` + its
+   index within its own image, as a run over that image alone seeds it;
+4. paste and save (``workers`` threads): ``_paste_chunk`` into the frame, then ``save(result)``.
+
+Threads, not processes: decoding (cv2) and torch release the GIL. Results come out in completion order.
+An image that fails in any stage (``ITEM_ERRORS``) is saved with its ``error`` and the rest go on; any
+other exception, or one raised by ``load`` or ``save`` (a KeyboardInterrupt), stops the stream and is
+raised to the caller once the workers have finished what they hold.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+import torch
+
+from ..face_restorers import FaceRestorer, as_face_restorer
+from .aligned import aligned_network_crops, aligned_results
+from .detect import RetinaFaceDetector
+from .errors import FaceInputError
+from .pipeline import DetectSettings, PasteSettings, RestoreSettings, _FrameChunk, _frame_chunks, _paste_chunk, validate_images
+from .restore import default_chunk_size, restore_crops
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+ITEM_ERRORS = (FaceInputError, OSError, MemoryError, torch.cuda.OutOfMemoryError)
+"""Errors about one image (or one too big for the device): that image fails, the others go on."""
+
+_POLL = 0.05  # s: how often a waiting stage looks for results to hand on, or for the stop signal
+
+
+@dataclass
+class Frame:
+    """One loaded image: ``pixels`` ``[1,C,H,W]`` float 0..1 on the CPU (C = 1, 3 or 4); ``meta`` goes to ``save``
+    untouched (e.g. the file's bit depth)."""
+
+    pixels: torch.Tensor
+    meta: object = None
+
+
+@dataclass
+class StreamResult(Generic[S]):
+    """What became of one source, as ``save`` gets it."""
+
+    source: S
+    frame: Frame | None = None  # None: ``load`` found no image there
+    image: torch.Tensor | None = None  # [1,C,H,W] the restored frame; None where no face was restored
+    faces: int = 0  # faces restored
+    error: Exception | None = None  # why it failed (one of ITEM_ERRORS), in whichever stage
+
+
+@dataclass(eq=False)
+class _Item(Generic[S]):
+    result: StreamResult[S]
+    chunk: _FrameChunk | None = None  # its frame on the device and aligned faces (not with aligned=True)
+    crops: torch.Tensor | None = None  # [n,3,S,S] its faces as the network takes them, until all are restored
+    restored: list[torch.Tensor | None] = field(default_factory=list)
+    waiting: int = 0  # faces not restored yet
+
+
+class _Failure:
+    """An exception raised in a worker thread, carried to the calling thread to be raised there."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = object()  # a loader has no more sources / a saver may stop
+
+
+def restore_stream(
+    sources: Iterable[S],
+    load: Callable[[S], Frame | None],
+    save: Callable[[StreamResult[S]], R],
+    restorer: FaceRestorer | torch.nn.Module,
+    detector: RetinaFaceDetector | None,
+    parser=None,
+    *,
+    detect: DetectSettings = DetectSettings(),
+    restore: RestoreSettings = RestoreSettings(),
+    paste: PasteSettings = PasteSettings(),
+    aligned: bool = False,
+    workers: int = 2,
+) -> Iterator[R]:
+    """``save(result)`` for every source, each restored as ``restore_faces_in_images`` restores it alone.
+
+    ``load(source)`` (in a worker; None: no image) and ``save`` (in a worker) run ``workers`` at a time;
+    detection and the network run in the calling thread as it iterates. ``aligned=True`` takes each
+    image as one aligned face crop (the ``--aligned`` path: ``paste.blend`` then mixes in crop space).
+    Yields what ``save`` returns, in completion order; at most about 4 * ``workers`` + 2 * faces per
+    network call images are held at once. Closing the iterator stops the workers (they finish the image
+    they hold).
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise FaceInputError(f"workers must be a whole number >= 1, got {workers!r}")
+    if not aligned and detector is None:
+        raise FaceInputError("a face detector is needed (or aligned=True for pre-aligned face crops)")
+    if paste.mask == "parsing" and parser is None:
+        raise FaceInputError("mask='parsing' needs a face parser model")
+    stream = _Stream(sources, load, save, as_face_restorer(restorer), detector, parser, detect, restore, paste,
+                     aligned, workers)
+    return stream.run()
+
+
+class _Stream(Generic[S, R]):
+    def __init__(self, sources, load, save, restorer, detector, parser, detect, restore, paste, aligned, workers):
+        self.load, self.save, self.restorer, self.detector, self.parser = load, save, restorer, detector, parser
+        self.detect, self.restore, self.paste, self.aligned, self.workers = detect, restore, paste, aligned, workers
+        self.batch = restore.chunk_size or default_chunk_size(restorer.device)  # faces per network call
+        self.sources, self.sources_lock = iter(sources), threading.Lock()
+        self.loaded: queue.Queue = queue.Queue(maxsize=workers)  # loader -> calling thread
+        self.finished: queue.Queue = queue.Queue(maxsize=workers)  # calling thread -> saver
+        self.results: queue.Queue = queue.Queue()  # saver -> calling thread: what save returned (small), failures
+        self.stop = threading.Event()
+        self.pending: deque[tuple[_Item, int]] = deque()  # (image, face index) waiting for the network
+        self.outstanding = 0  # images handed to the savers whose result has not come back
+
+    # --- the calling thread ---------------------------------------------------------------------------
+
+    def run(self) -> Iterator[R]:
+        threads = [threading.Thread(target=self._load_loop, daemon=True) for _ in range(self.workers)]
+        threads += [threading.Thread(target=self._save_loop, daemon=True) for _ in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            loaders = self.workers
+            while loaders:
+                item = yield from self._next_loaded()
+                if item is _END:
+                    loaders -= 1
+                    continue
+                yield from self._take_in(item)
+                del item  # hold no image while waiting for the next
+                yield from self._drain()
+            while self.pending:
+                yield from self._restore_next_batch()
+            for _ in range(self.workers):
+                yield from self._put(self.finished, _END)
+            while self.outstanding:
+                yield from self._drain(wait=True)
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+
+    def _take_in(self, item: _Item) -> Iterator[R]:
+        """Detect and align one loaded image; queue its faces for the network, or hand it on."""
+        result = item.result
+        if result.error is None and result.frame is not None:
+            try:
+                self._find_faces(item)
+            except ITEM_ERRORS as error:
+                self._fail(item, error)
+        if item.waiting == 0:
+            yield from self._hand_on(item)
+            return
+        self.pending.extend((item, index) for index in range(item.waiting))
+        while len(self.pending) >= self.batch:
+            yield from self._restore_next_batch()
+
+    def _find_faces(self, item: _Item) -> None:
+        pixels = item.result.frame.pixels
+        validate_images(pixels)
+        if self.aligned:
+            crops = aligned_network_crops(self.restorer, pixels)
+        else:
+            chunk = next(_frame_chunks(pixels, self.detector, self.detect, self.restorer.crop_size, 1,
+                                       self.restorer.device))
+            crops, item.chunk = chunk.crops, chunk._replace(crops=chunk.crops[:0])  # the crops are held once
+        item.crops, item.restored, item.waiting = crops, [None] * len(crops), len(crops)
+
+    def _restore_next_batch(self) -> Iterator[R]:
+        """One network call over the next ``batch`` waiting faces (of one image or several)."""
+        entries = [self.pending.popleft() for _ in range(min(self.batch, len(self.pending)))]
+        items = list(dict.fromkeys(item for item, _ in entries))
+        try:
+            self._restore(entries)
+        except ITEM_ERRORS as error:
+            if len(items) == 1:
+                self._fail(items[0], error)
+            else:  # find out whose face it was: each image's faces again, on their own
+                for item in items:
+                    try:
+                        self._restore([entry for entry in entries if entry[0] is item])
+                    except ITEM_ERRORS as error:
+                        self._fail(item, error)
+        for item in items:
+            if item.waiting == 0 or item.result.error is not None:
+                yield from self._hand_on(item)
+
+    def _restore(self, entries: list[tuple[_Item, int]]) -> None:
+        settings = self.restore
+        crops = torch.stack([item.crops[index] for item, index in entries])
+        restored = restore_crops(
+            self.restorer, crops, fidelity=settings.fidelity, noise=settings.noise,
+            seeds=[settings.seed + index for _, index in entries], chunk_size=self.batch, dtype=settings.dtype,
+            blend=self.paste.blend if self.aligned else 1.0,  # (full frames blend in the paste)
+        )
+        for (item, index), face in zip(entries, restored):
+            item.restored[index] = face
+            item.waiting -= 1
+
+    def _fail(self, item: _Item, error: Exception) -> None:
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        item.result.error = error.with_traceback(None)  # (a traceback would keep the image alive)
+        item.waiting, item.crops = 0, None
+        if any(waiting is item for waiting, _ in self.pending):
+            self.pending = deque(entry for entry in self.pending if entry[0] is not item)
+
+    def _hand_on(self, item: _Item) -> Iterator[R]:
+        item.crops = None
+        self.outstanding += 1
+        yield from self._put(self.finished, item)
+
+    def _put(self, target: queue.Queue, value) -> Iterator[R]:
+        while True:
+            try:
+                target.put(value, timeout=_POLL)
+                return
+            except queue.Full:
+                yield from self._drain()
+
+    def _next_loaded(self) -> Iterator[R]:
+        while True:
+            try:
+                value = self.loaded.get(timeout=_POLL)
+            except queue.Empty:
+                yield from self._drain()
+                continue
+            if isinstance(value, _Failure):
+                raise value.error
+            return value
+
+    def _drain(self, wait: bool = False) -> Iterator[R]:
+        """Yield the results that came back (waiting up to ``_POLL`` for one if ``wait``); raise a worker's failure."""
+        while True:
+            try:
+                value = self.results.get(timeout=_POLL) if wait else self.results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(value, _Failure):
+                raise value.error
+            self.outstanding -= 1
+            wait = False
+            yield value
+
+    # --- the worker threads ---------------------------------------------------------------------------
+
+    def _offer(self, target: queue.Queue, value) -> bool:
+        """Put ``value`` unless the stream stops first."""
+        while not self.stop.is_set():
+            try:
+                target.put(value, timeout=_POLL)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _load_loop(self) -> None:
+        try:
+            while not self.stop.is_set():
+                with self.sources_lock:  # (sources may be a generator: one next() at a time)
+                    source = next(self.sources, _END)
+                if source is _END:
+                    break
+                item = _Item(StreamResult(source))
+                try:
+                    item.result.frame = self.load(source)
+                except ITEM_ERRORS as error:
+                    item.result.error = error.with_traceback(None)
+                if not self._offer(self.loaded, item):
+                    return
+                del item
+            self._offer(self.loaded, _END)
+        except BaseException as error:  # a bug, or an interrupt raised in load: stop the stream with it
+            self._offer(self.loaded, _Failure(error))
+
+    def _save_loop(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = self.finished.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    return
+                self.results.put(self.save(self._finish(item)))
+                del item
+        except BaseException as error:
+            self.results.put(_Failure(error))
+
+    def _finish(self, item: _Item) -> StreamResult:
+        """Paste the restored faces into the frame (or bring aligned crops back to their own size)."""
+        result = item.result
+        if result.error is not None or not item.restored:
+            return result
+        restored = torch.stack(item.restored)
+        try:
+            pixels = result.frame.pixels.to("cpu", torch.float32)
+            if self.aligned:
+                result.image = aligned_results(restored, pixels)
+            else:
+                result.image = _paste_chunk(item.chunk, restored, self.parser, self.paste, pixels)[0]
+            result.faces = len(restored)
+        except ITEM_ERRORS as error:
+            result.error = error.with_traceback(None)
+        return result

@@ -1,0 +1,148 @@
+"""The streaming restorer over in-memory frames: each frame as restored alone, batching, stopping, errors."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_gfpgan.face_pipeline.aligned import restore_aligned_crops
+from comfyui_gfpgan.face_pipeline.detect import load_detector
+from comfyui_gfpgan.face_pipeline.errors import FaceInputError
+from comfyui_gfpgan.face_pipeline.pipeline import PasteSettings, RestoreSettings, restore_faces_in_images
+from comfyui_gfpgan.face_pipeline.stream import Frame, restore_stream
+
+from factories import SeededNoiseRestorer, seeded_clean_network
+
+
+class RecordsBatches(SeededNoiseRestorer):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        self.batches.append(x.shape[0])
+        return super().forward(x, fidelity, noise)
+
+
+def to_frame(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.fixture(scope="module")
+def detector(retinaface_weights):
+    return load_detector(retinaface_weights)
+
+
+@pytest.fixture(scope="module")
+def frames(astronaut_rgb, grace_hopper_rgb) -> list[torch.Tensor]:
+    """One face, two faces, one face, none: in this order a 2-face batch splits the pair's faces."""
+    pair = np.full((600, 1150, 3), 128, np.uint8)
+    pair[:512, :512], pair[:, 600:1112] = astronaut_rgb, grace_hopper_rgb
+    return [to_frame(astronaut_rgb), to_frame(pair), to_frame(grace_hopper_rgb), torch.full((1, 3, 64, 80), 0.4)]
+
+
+def stream(frames, restorer, detector, workers=1, **options):
+    """``restore_stream`` over in-memory frames; (index, result) in completion order."""
+    return list(restore_stream(range(len(frames)), lambda i: Frame(frames[i]), lambda result: (result.source, result),
+                               restorer, detector, workers=workers, **options))
+
+
+def test_each_frame_comes_out_as_restored_alone_though_its_faces_share_calls(frames, detector):
+    restorer = RecordsBatches()
+    settings = RestoreSettings(noise="seeded", seed=3, chunk_size=2)
+    results = dict(stream(frames, restorer, detector, restore=settings))
+    # one loader: frames arrive in order, so the pair's first face shares a call with the astronaut, its second
+    # with Grace Hopper (drawing seed 3 + 1 there, as alone), and the faceless frame needs no call
+    assert restorer.batches == [2, 2]
+    restorer.batches.clear()
+    for index, frame in enumerate(frames):
+        alone = restore_faces_in_images(frame, restorer, detector, restore=settings)
+        result = results[index]
+        assert result.faces == len(alone.faces) == [1, 2, 1, 0][index] and result.error is None
+        if result.faces:
+            assert torch.equal(result.image, alone.images), index
+        else:
+            assert result.image is None  # nothing restored: the caller keeps the frame as it is
+    assert restorer.batches == [1, 2, 1]
+
+
+def test_faces_of_a_frame_keep_their_seeds_whatever_the_chunk(frames, detector):
+    restorer = SeededNoiseRestorer()
+    runs = [dict(stream(frames, restorer, detector, workers=2, restore=RestoreSettings(noise="seeded", chunk_size=chunk)))
+            for chunk in (1, 3)]
+    for index in range(3):
+        assert torch.equal(runs[0][index].image, runs[1][index].image)
+    other_seed = dict(stream(frames[:1], restorer, detector, restore=RestoreSettings(noise="seeded", seed=1)))
+    assert not torch.equal(other_seed[0].image, runs[0][0].image)
+
+
+@pytest.mark.slow
+def test_a_real_network_batched_across_frames_differs_only_by_float_rounding(frames, detector):
+    network = seeded_clean_network(3, out_size=128, num_style_feat=64, channel_multiplier=1, num_mlp=2, narrow=0.25)
+    settings = RestoreSettings(noise="seeded", seed=3, chunk_size=2)
+    results = dict(stream(frames, network, detector, restore=settings))
+    for index, frame in enumerate(frames[:3]):
+        alone = restore_faces_in_images(frame, network, detector, restore=settings)
+        # fp32 convolutions sum in another order for another batch size: ~1e-6, not a different face
+        assert torch.allclose(results[index].image, alone.images, atol=1e-5), index
+
+
+def test_aligned_crops_come_back_as_restore_aligned_crops_returns_them():
+    rng = torch.Generator().manual_seed(0)
+    crops = [torch.rand(1, 3, 128, 128, generator=rng), torch.rand(1, 1, 96, 96, generator=rng),
+             torch.rand(1, 4, 200, 200, generator=rng)]
+    restorer = RecordsBatches()
+    results = dict(stream(crops, restorer, None, aligned=True, restore=RestoreSettings(noise="seeded", chunk_size=3),
+                          paste=PasteSettings(blend=0.5)))
+    assert restorer.batches == [3]
+    for index, crop in enumerate(crops):
+        alone = restore_aligned_crops(restorer, crop, noise="seeded", blend=0.5)
+        assert results[index].faces == 1 and torch.equal(results[index].image, alone)
+
+
+def test_closing_the_stream_early_stops_its_threads(detector):
+    loaded = []
+
+    def load(index):
+        loaded.append(index)
+        return Frame(torch.full((1, 3, 48, 48), index / 1000))
+
+    before = threading.active_count()
+    results = restore_stream(range(1000), load, lambda result: result.source, SeededNoiseRestorer(), detector,
+                             workers=2)
+    first = [next(results) for _ in range(3)]
+    results.close()
+    assert len(first) == 3 and threading.active_count() == before
+    assert len(loaded) < 30  # the loaders stopped a few frames ahead, not at the end of the inputs
+
+
+def test_an_interrupt_in_a_worker_reaches_the_caller(detector):
+    def load(index):
+        if index == 5:
+            raise KeyboardInterrupt
+        return Frame(torch.zeros(1, 3, 32, 32))
+
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        list(restore_stream(range(20), load, lambda result: result.source, SeededNoiseRestorer(), detector, workers=3))
+    assert threading.active_count() == before
+
+
+def test_an_image_that_cannot_be_processed_is_its_result():
+    frames = [torch.zeros(1, 3, 32, 32), torch.zeros(1, 2, 32, 32), torch.zeros(1, 3, 0, 32)]
+    results = dict(stream(frames, SeededNoiseRestorer(), None, aligned=True))
+    assert results[0].error is None and results[0].faces == 1
+    assert "1 (gray), 3 (RGB) or 4 (RGBA) channels" in str(results[1].error)
+    assert "empty" in str(results[2].error)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(workers=0), "workers must be a whole number >= 1"),
+    (dict(aligned=False), "a face detector is needed"),
+    (dict(aligned=True, paste=PasteSettings(mask="parsing")), "needs a face parser"),
+])
+def test_impossible_options_are_refused_before_anything_runs(options, message):
+    with pytest.raises(FaceInputError, match=message):
+        restore_stream([], lambda source: None, lambda result: result, SeededNoiseRestorer(), None,
+                       **{"aligned": True, **options})

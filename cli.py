@@ -80,7 +80,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from contextlib import closing
 
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
-    from .folder_job import OUTCOMES, FolderJob, JobSpec, collect_inputs, plan_targets
+    from .folder_job import OUTCOMES, FolderJob, JobSpec, check_jobs, collect_inputs, plan_targets
 
     ray_settings = None
     if args.ray is not None:  # Ray's settings and import are checked before anything is read or written
@@ -96,8 +96,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     if not files:
         raise UserError("no input images found")
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    check_jobs(args.jobs)
     # Settings check themselves: an impossible one fails here, before any model is loaded.
     spec = JobSpec(
         model=args.model, detector=args.detector, parser=args.parser,

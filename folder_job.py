@@ -180,6 +180,13 @@ def job_dtype(name: str, device: str):
     return compute_dtype(name, native_bf16)
 
 
+def check_jobs(jobs: int) -> int:
+    """``jobs`` if it is a usable number of I/O threads, else a ``JobError`` (the CLI checks before loading)."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise JobError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+    return jobs
+
+
 class FolderJob:
     """The models of a ``JobSpec``, loaded once, and the restoring of files with them."""
 
@@ -210,9 +217,7 @@ class FolderJob:
         iterator (or an interrupt) stops the work, and files not yet written are left absent."""
         from .face_pipeline.stream import restore_stream
 
-        jobs = default_jobs() if jobs is None else jobs
-        if not isinstance(jobs, int) or jobs < 1:
-            raise JobError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+        jobs = default_jobs() if jobs is None else check_jobs(jobs)
         spec = self.spec
         return restore_stream(pairs, _load_file, _save_file, self.restorer, self.detector, self.parser,
                               detect=spec.detect, restore=self.restore, paste=spec.paste, aligned=spec.aligned,

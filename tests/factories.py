@@ -90,11 +90,17 @@ def export_onnx(module: torch.nn.Module, args: tuple, path, input_names, dynamic
 
 class SeededNoiseRestorer(IdentityRestorer):
     """Stands in for a seeded GFP-GAN whose output depends on each face alone: the input, dimmed, plus noise from
-    that face's generator (element-wise, so bit-identical whatever else shares the batch). Crops of 128 px."""
+    that face's generator (element-wise, so bit-identical whatever else shares the batch). Crops of 128 px.
+    ``batches`` records how many faces each call got."""
 
     out_size = 128
 
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
     def forward(self, x, fidelity=1.0, noise=None):
+        self.batches.append(x.shape[0])
         if noise is None:
             return x * 0.5
         return x * 0.5 + 0.3 * torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device) for g in noise])

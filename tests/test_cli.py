@@ -405,7 +405,7 @@ def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared
     (["--min-face", "-3"], "negative"), (["--min-face", "300", "--max-face", "100"], "above max_face_size"),
     (["--min-eye-distance", "-1"], "negative"), (["--face-indices", "2-1"], "backwards"),
     (["--chunk", "0"], "chunk_size"), (["--fidelity", "2"], "fidelity"), (["--blend", "-1"], "blend"),
-    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
 ])
 def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, message, tmp_path, shared_dir,
                                                                          retinaface_weights, capsys):

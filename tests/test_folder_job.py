@@ -57,18 +57,6 @@ EXPECTED = {"a_astronaut.png": ("restored", 1), "b_grace_hopper.jpg": ("restored
             "g_deep.png": ("restored", 1), "h_tiny.png": ("unchanged", 0), "i_pair.png": ("restored", 2)}
 
 
-class RecordsBatches(SeededNoiseRestorer):
-    """Also records how many faces each network call got."""
-
-    def __init__(self):
-        super().__init__()
-        self.batches = []
-
-    def forward(self, x, fidelity=1.0, noise=None):
-        self.batches.append(x.shape[0])
-        return super().forward(x, fidelity, noise)
-
-
 def restore_alone(job: FolderJob, path: Path, target: Path) -> None:
     """The per-image path: one image through restore_faces_in_images, written as the job writes."""
     read = read_image(path)
@@ -103,7 +91,7 @@ def test_streamed_files_are_byte_identical_to_each_image_restored_alone(mixed_fo
     spec = JobSpec(model=small_model, detector=str(retinaface_weights), dtype="fp32",
                    restore=RestoreSettings(noise="seeded", seed=7, chunk_size=3))
     job = FolderJob(spec)
-    job.restorer = as_face_restorer(RecordsBatches())  # each face's output depends on its seed alone
+    job.restorer = as_face_restorer(SeededNoiseRestorer())  # each face's output depends on its seed alone
     outcomes, differing = stream_and_compare(job, mixed_folder, tmp_path)
     assert {o.path.name: (o.status, o.faces) for o in outcomes} == EXPECTED and len(outcomes) == len(EXPECTED)
     assert differing == []
@@ -140,7 +128,7 @@ def test_the_seeded_network_streamed_writes_what_it_writes_alone(chunk, mixed_fo
         assert changed.mean() <= (5e-3 if lossy else 2e-3), name
 
 
-class RefusesMagentaFaces(RecordsBatches):
+class RefusesMagentaFaces(SeededNoiseRestorer):
     """Raises, like a network given an impossible input, for any call holding a face with a magenta patch."""
 
     def forward(self, x, fidelity=1.0, noise=None):
@@ -214,7 +202,7 @@ def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astro
     spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded",
                                                                                                  chunk_size=chunk))
     job = FolderJob(spec)
-    job.restorer = as_face_restorer(RecordsBatches())
+    job.restorer = as_face_restorer(SeededNoiseRestorer())
     outcomes = list(job.restore_files([(path, out / path.name) for path in sorted(inputs.iterdir())], jobs=jobs))
     assert len(outcomes) == count and [o.status for o in outcomes].count("restored") == count // 3
     assert job.restorer.network.batches == [chunk] * (count // 3 // chunk)

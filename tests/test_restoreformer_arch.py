@@ -109,8 +109,10 @@ def test_channels_last_input_gives_the_same(small):
     assert (run(network, x.contiguous(memory_format=torch.channels_last)) - run(network, x)).abs().max() <= 1e-5
 
 
-# PSNR (dB) of bf16 against fp32 measured on this config (seed 3, faces seed 9): under autocast, and with bf16 weights.
-BF16_PSNR = {False: (38.7, 36.3), True: (34.3, 34.8)}
+# PSNR (dB) of bf16 against fp32 measured on this config (seed 3, faces seed 9): under autocast, and with bf16 weights;
+# the lower of two CPUs' figures (one emulating bf16, 38.7 / 36.3 and 34.3 / 34.8; one with avx512_bf16, 35.4 / 36.0
+# and 34.9 / 34.7: native bf16 kernels round differently).
+BF16_PSNR = {False: (35.4, 36.0), True: (34.3, 34.7)}
 
 
 def test_bf16_close_to_fp32(small):

@@ -15,16 +15,6 @@ from comfyui_gfpgan.face_pipeline.stream import Frame, restore_stream
 from factories import SeededNoiseRestorer, seeded_clean_network
 
 
-class RecordsBatches(SeededNoiseRestorer):
-    def __init__(self):
-        super().__init__()
-        self.batches = []
-
-    def forward(self, x, fidelity=1.0, noise=None):
-        self.batches.append(x.shape[0])
-        return super().forward(x, fidelity, noise)
-
-
 def to_frame(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
 
@@ -49,7 +39,7 @@ def stream(frames, restorer, detector, workers=1, **options):
 
 
 def test_each_frame_comes_out_as_restored_alone_though_its_faces_share_calls(frames, detector):
-    restorer = RecordsBatches()
+    restorer = SeededNoiseRestorer()
     settings = RestoreSettings(noise="seeded", seed=3, chunk_size=2)
     results = dict(stream(frames, restorer, detector, restore=settings))
     # one loader: frames arrive in order, so the pair's first face shares a call with the astronaut, its second
@@ -92,7 +82,7 @@ def test_aligned_crops_come_back_as_restore_aligned_crops_returns_them():
     rng = torch.Generator().manual_seed(0)
     crops = [torch.rand(1, 3, 128, 128, generator=rng), torch.rand(1, 1, 96, 96, generator=rng),
              torch.rand(1, 4, 200, 200, generator=rng)]
-    restorer = RecordsBatches()
+    restorer = SeededNoiseRestorer()
     results = dict(stream(crops, restorer, None, aligned=True, restore=RestoreSettings(noise="seeded", chunk_size=3),
                           paste=PasteSettings(blend=0.5)))
     assert restorer.batches == [3]

@@ -79,6 +79,11 @@ def codeformer_pair(upstream: dict):
     def reference():
         network = CodeFormer().eval()  # spandrel_extra_arches' defaults are the official config
         network.load_state_dict(ours.state_dict())
+        codebook = network.quantize
+        # Its codebook lookup casts a one-hot matrix to float32, which fails beside bf16 weights; picking the
+        # rows is the same product in any dtype (and costs the same as the 1024-wide one-hot product or less).
+        codebook.get_codebook_feat = lambda indices, shape: (
+            codebook.embedding.weight[indices.view(-1)].view(shape).permute(0, 3, 1, 2).contiguous())
         return lambda x: network(x, 0.5)[0], network  # upstream's inference: net(x, w=w, adain=True)[0]
 
     return ours, lambda net: (lambda x: net(x, fidelity=0.5)), reference, 512

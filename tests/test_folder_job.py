@@ -173,12 +173,17 @@ def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_di
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
-def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astronaut_rgb, small_model,
-                                                                 retinaface_weights, monkeypatch):
+def folders_and_face(tmp_path: Path, astronaut_rgb: np.ndarray) -> tuple[Path, Path, np.ndarray]:
+    """Empty input and output folders, and the astronaut's face as a 256 px BGR image to write into the first."""
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     out.mkdir()
-    face = cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
+    return inputs, out, cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astronaut_rgb, small_model,
+                                                                 retinaface_weights, monkeypatch):
+    inputs, out, face = folders_and_face(tmp_path, astronaut_rgb)
     rng = np.random.default_rng(0)
     count = 60
     for index in range(count):  # every third holds a face; the rest are noise, which the detector finds nothing in
@@ -215,10 +220,7 @@ def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astro
 
 def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astronaut_rgb, small_model,
                                                                retinaface_weights, monkeypatch):
-    inputs, out = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    out.mkdir()
-    face = cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
+    inputs, out, face = folders_and_face(tmp_path, astronaut_rgb)
     for index in range(8):
         cv2.imwrite(str(inputs / f"{index}.png"), np.roll(face, 5 * index, axis=0))
     spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded"))

@@ -13,6 +13,13 @@ class UserError(Exception):
     """An error to print as one line, without a traceback."""
 
 
+def _say(line: str) -> None:
+    """One line on stderr in one write: Ray Data's logger writes from its own thread, and ``print``'s separate
+    newline could land after one of its lines."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 class _Progress:
     """The restore command's progress on stderr: done/total, images/s, faces/s and the time left (redrawn at most
     every ``interval`` seconds; the last line ends with a newline), and the throughput for the summary."""
@@ -93,7 +100,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise UserError("--workers, --worker-cpus and --worker-gpus size the workers of --ray")
     files, notes = collect_inputs(args.inputs)
     for note in notes:
-        print(note, file=sys.stderr)
+        _say(note)
     if not files:
         raise UserError("no input images found")
     check_jobs(args.jobs)
@@ -117,7 +124,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     todo, skipped = plan_targets(files, out_dir, args.overwrite)
     counts = dict.fromkeys(OUTCOMES, 0)
     for outcome in skipped:
-        print(f"skipped {outcome.path}: {outcome.message}", file=sys.stderr)
+        _say(f"skipped {outcome.path}: {outcome.message}")
         counts["skipped"] += 1
     if ray_settings:  # the workers load the models and write the outputs; Ray Data shows the progress
         from .ray_job import restore_on_ray
@@ -126,16 +133,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     else:
         job = FolderJob(spec)
         for note in job.notes:
-            print(note, file=sys.stderr)
+            _say(note)
         outcomes, off_bar = job.restore_files(todo, jobs=args.jobs), "\n"  # a message leaves the bar's line
     progress = _Progress(len(todo), show=not ray_settings)
     with closing(outcomes):  # closed on Ctrl-C: the workers stop
         for outcome in outcomes:
             if outcome.status == "failed" or outcome.status == "unreadable":
                 what = outcome.status if outcome.status == "failed" else "skipped"
-                print(f"{off_bar}{what} {outcome.path}: {outcome.message}", file=sys.stderr)
+                _say(f"{off_bar}{what} {outcome.path}: {outcome.message}")
             elif outcome.message:
-                print(f"{off_bar}{outcome.path}: {outcome.message}", file=sys.stderr)
+                _say(f"{off_bar}{outcome.path}: {outcome.message}")
             counts[outcome.status] += 1
             progress.update(outcome.faces)
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)

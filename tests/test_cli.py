@@ -69,6 +69,37 @@ def test_one_bad_frame_does_not_stop_the_batch(tmp_path, shared_dir, retinaface_
     assert restored.shape == (600, 512, 3) and not np.array_equal(restored, cv2.imread(str(inputs / "e_grace_hopper.jpg")))
 
 
+def test_each_per_file_line_is_one_write(tmp_path, retinaface_weights, model, monkeypatch):
+    """Ray Data logs from its own thread: a message whose newline came in a second write could end up with one of
+    Ray's lines glued to it."""
+    import io
+    import sys
+
+    class Writes(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def write(self, text):
+            self.calls.append(text)
+            return super().write(text)
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "blank.png"), np.full((64, 64, 3), 128, np.uint8))
+    (inputs / "notes.png").write_text("not an image")
+    stderr = Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    code = main(["restore", str(inputs), "-o", str(tmp_path / "out"), "--model", model,
+                 "--detector", str(retinaface_weights)])
+    lines = [call for call in stderr.calls if ".png:" in call]
+    assert code == 1 and sorted(line.strip() for line in lines) == [
+        f"{inputs / 'blank.png'}: no face found, written unchanged",
+        f"skipped {inputs / 'notes.png'}: not a readable image",
+    ]
+    assert all(line.endswith("\n") for line in lines), lines
+
+
 @pytest.mark.parametrize("device,cuda_count,mps,message", [
     ("nonsense", 0, False, "no device name; use cpu, cuda, cuda:N or mps"),
     ("cuda", 0, False, "finds no CUDA device here"),

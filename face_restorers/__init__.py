@@ -11,7 +11,14 @@ from .interface import (
     compute_dtype,
 )
 from .convert import convert_to_safetensors, describe_file
-from .registry import FAMILIES, as_face_restorer, detect_family, load_face_restorer, restorer_from_state_dict
+from .registry import (
+    FAMILIES,
+    as_face_restorer,
+    detect_family,
+    identify_file,
+    load_face_restorer,
+    restorer_from_state_dict,
+)
 
 __all__ = [
     "COMPUTE_DTYPES",
@@ -27,6 +34,7 @@ __all__ = [
     "describe_file",
     "compute_dtype",
     "detect_family",
+    "identify_file",
     "load_face_restorer",
     "restorer_from_state_dict",
 ]

@@ -152,7 +152,7 @@ def _try_gfpgan(path: Path, session, graph: GraphSpec) -> TorchFaceRestorer | No
         log.info("[GFPGAN] %s: the onnx package is not installed; the graph runs in onnxruntime without trying to "
                  "map it onto our networks (pip install onnx)", path)
         return None
-    found = gfpgan_mapping(initializer_shapes(model), graph.crop_size, str(path))
+    found = _gfpgan_mapping(model, graph, str(path))
     if isinstance(found, str):
         log.debug("[GFPGAN] %s: not mapped onto GFP-GAN: %s", path, found)
         return None
@@ -211,9 +211,8 @@ def load_onnx_restorer(path: str | Path, device: str | torch.device = "cpu", dty
     return restorer
 
 
-def describe_onnx(path: str | Path) -> list[tuple[str, str]]:
-    """(label, text) rows about an ONNX file, read with the ``onnx`` package (the graph is not run)."""
-    path = Path(path)
+def _read_graph_file(path: Path):
+    """The file's ModelProto (weights not loaded) and its ``GraphSpec``, read with the ``onnx`` package."""
     try:
         import onnx
     except ImportError as error:
@@ -222,11 +221,37 @@ def describe_onnx(path: str | Path) -> list[tuple[str, str]]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf's DecodeError and friends
         raise ModelLoadError(f"{path}: not a readable ONNX file (truncated or corrupt?): {error}") from error
-    inputs = [v for v in values_from_onnx(model.graph.input) if v.name not in {i.name for i in model.graph.initializer}]
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in values_from_onnx(model.graph.input) if v.name not in initializers]
+    return model, inputs, read_graph(inputs, values_from_onnx(model.graph.output), str(path))
+
+
+def _gfpgan_mapping(model, graph: GraphSpec, source: str):
+    if graph.weight_input:
+        return "it has a fidelity input"
+    return gfpgan_mapping(initializer_shapes(model), graph.crop_size, source)
+
+
+def onnx_family(path: str | Path) -> ModelFamily:
+    """The family an ONNX file loads as, read from its graph (nothing is run): GFP-GAN where its weights map
+    onto our network (checked against the graph only when loaded), else the graph's own."""
+    path = Path(path)
+    model, _, graph = _read_graph_file(path)
+    if graph.weight_input:
+        return ONNX_WEIGHTED_GRAPH
+    if isinstance(_gfpgan_mapping(model, graph, str(path)), str):
+        return ONNX_GRAPH
+    from .registry import GFPGAN
+
+    return GFPGAN
+
+
+def describe_onnx(path: str | Path) -> list[tuple[str, str]]:
+    """(label, text) rows about an ONNX file, read with the ``onnx`` package (the graph is not run)."""
+    path = Path(path)
+    model, inputs, graph = _read_graph_file(path)
     outputs = values_from_onnx(model.graph.output)
-    graph = read_graph(inputs, outputs, str(path))
-    found = gfpgan_mapping(initializer_shapes(model), graph.crop_size, str(path)) if not graph.weight_input else \
-        "it has a fidelity input"
+    found = _gfpgan_mapping(model, graph, str(path))
     maps = (f"yes: {found[0].name} ({', '.join(f'{k}={v}' for k, v in found[0].config.items())}); checked against "
             "the graph when loaded" if not isinstance(found, str) else f"no ({found}): runs in onnxruntime")
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)

@@ -142,6 +142,17 @@ def restorer_from_state_dict(
     return TorchFaceRestorer(network.eval().requires_grad_(False), family, spec, path, sha256, release)
 
 
+def identify_file(path: str | Path) -> ModelFamily:
+    """The family a face restoration file loads as, told from its keys and shapes (or its ONNX graph) without
+    building a network: what the nodes' fidelity default follows."""
+    path = Path(path)
+    if path.is_file() and is_onnx_file(path):
+        from .onnx_restorer import onnx_family
+
+        return onnx_family(path)
+    return detect_family(load_state_dict(path), str(path))[0]
+
+
 def load_face_restorer(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> FaceRestorer:

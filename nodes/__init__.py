@@ -8,6 +8,7 @@ from .common import register_model_folders
 from .faces import DetectFaces, PasteFaces, RestoreFaces
 from .loaders import GFPGANFromUpscaleModel, LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
 from .restore import GFPGANFaceRestore
+from .routes import register_routes
 from .segs import FacesToSEGS, FilterFacesBySEGS
 
 NODES: list[type[io.ComfyNode]] = [
@@ -33,3 +34,4 @@ class GFPGANExtension(ComfyExtension):
 
 
 register_model_folders()  # before any schema lists the folders' files
+register_routes()  # before ComfyUI's server adds its routes to the app, which it does after loading the packs

@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -388,3 +390,40 @@ def test_video_workflow_restores_the_faces_and_keeps_frames_fps_and_audio(comfyu
         else:  # the face changed; the frame's top rows and bottom half (her suit) did not
             assert difference[i, 60:175, x0:x1].mean() > 30, i
             assert difference[i, :30].mean() < 5 and difference[i, 300:].mean() < 5, i
+
+
+def test_model_info_route_names_each_files_family(comfyui):
+    """The route behind the frontend's fidelity defaults, on the server ComfyUI runs."""
+    def info(name: str) -> dict:
+        return _request(f"{comfyui['url']}/gfpgan/model_info?model_name={urllib.parse.quote(name)}")
+
+    assert info("GFPGANv1.4-seeded.pth")["default_fidelity"] == 1.0
+    assert (info("codeformer-seeded.pth")["family"], info("codeformer-seeded.pth")["default_fidelity"]) == ("CodeFormer", 0.5)
+    assert info("codeformer-standin.onnx")["default_fidelity"] == 0.5  # a CodeFormer export: its weight input
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        info("../extra_model_paths.yaml")
+    assert refused.value.code == 404
+
+
+def test_fidelity_widget_follows_the_models_family_in_the_frontend(comfyui):
+    """In the real frontend: a new restore node given CodeFormer shows 0.5, GFP-GAN 1.0; a value the user set
+    and the values of a loaded workflow are kept."""
+    node_path = os.environ.get("NODE_PATH", "")
+    if not shutil.which("node") or not Path("/usr/bin/chromium").exists() or not any(
+            (Path(p) / "playwright-core").is_dir() for p in node_path.split(os.pathsep) if p):
+        pytest.skip("needs node, /usr/bin/chromium and playwright-core on NODE_PATH")
+    script = Path(__file__).parent / "browser" / "fidelity_defaults.mjs"
+    run = subprocess.run(["node", str(script), comfyui["url"], "GFPGANv1.4-seeded.pth", "codeformer-seeded.pth"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = json.loads(run.stdout.strip().splitlines()[-1])
+    assert steps.pop("errors") == []
+    assert steps == {
+        "new_nodes": [1.0, 1.0],
+        "connected_to_codeformer": 0.5,
+        "picked_gfpgan": 1.0,
+        "own_value_then_codeformer": 0.7,
+        "modular_connected_to_codeformer": 0.5,
+        "loaded": [1.0, 0.5],  # as saved: nothing moves while a workflow loads
+        "loaded_then_gfpgan": [1.0, 1.0],  # the one at CodeFormer's default follows, the user's 1.0 stays
+    }

@@ -22,6 +22,7 @@ from comfyui_gfpgan.face_restorers import TorchFaceRestorer, describe_file, load
 from comfyui_gfpgan.face_restorers.onnx_gfpgan import network_key  # noqa: E402
 from comfyui_gfpgan.face_restorers.onnx_graph import GraphValue, is_onnx_file, read_graph  # noqa: E402
 from comfyui_gfpgan.face_restorers.onnx_restorer import (  # noqa: E402
+    ONNX_GRAPH,
     ONNX_WEIGHTED_GRAPH,
     OnnxFaceRestorer,
     choose_providers,
@@ -339,6 +340,16 @@ def test_describe_file_reads_the_graph_without_running_it(named_gfpgan_onnx, fol
 
     with pytest.raises(ModelLoadError, match="an ONNX graph, not a state dict: nothing to convert"):
         convert_to_safetensors(path, path.with_suffix(".safetensors"))
+
+
+def test_an_onnx_files_family_is_read_from_its_graph(named_gfpgan_onnx, folded_gfpgan_onnx, weighted_onnx, monkeypatch):
+    from comfyui_gfpgan.face_restorers import identify_file
+    from comfyui_gfpgan.face_restorers.registry import GFPGAN
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # nothing is run
+    assert identify_file(named_gfpgan_onnx) is GFPGAN  # its weights map onto our network
+    assert identify_file(folded_gfpgan_onnx) is ONNX_GRAPH
+    assert identify_file(weighted_onnx[0]) is ONNX_WEIGHTED_GRAPH and ONNX_WEIGHTED_GRAPH.default_fidelity == 0.5
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,12 +164,27 @@ class RestoreWorker:
                 for key, values in rows.items()}
 
 
-def _one_line(error: BaseException) -> str:
+def _innermost_cause(error: BaseException) -> str:
     """The innermost cause of a Ray error, on one line (Ray's own text carries the worker's traceback)."""
     while getattr(error, "cause", None) is not None and error.cause is not error:
         error = error.cause
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line ``JobError`` where nothing listens at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address: Ray
+    itself waits on such an address for minutes (over 5 on Ray 2.60 here) before it gives up with a traceback."""
+    if address in (LOCAL, "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address.removeprefix("ray://"), "10001" if address.startswith("ray://") else "6379"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise JobError(f"--ray {address}: no Ray cluster answers at {host}:{port} ({error.strerror or error}); "
+                       "start one there (ray start --head) or give its address") from None
 
 
 def restore_on_ray(spec: JobSpec, pairs: Sequence[tuple[Path, Path]], settings: RaySettings) -> Iterator[FileOutcome]:
@@ -182,6 +198,7 @@ def restore_on_ray(spec: JobSpec, pairs: Sequence[tuple[Path, Path]], settings: 
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        check_reachable(settings.address)
         ray.init(address=settings.address)
     try:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
@@ -209,7 +226,7 @@ def restore_on_ray(spec: JobSpec, pairs: Sequence[tuple[Path, Path]], settings: 
                     raise JobError(row["message"])
                 yield FileOutcome(Path(row["path"]), str(row["status"]), str(row["message"]), int(row["faces"]))
         except ray.exceptions.RayError as error:
-            raise JobError(f"the Ray job failed: {_one_line(error)}") from None
+            raise JobError(f"the Ray job failed: {_innermost_cause(error)}") from None
     finally:
         if started:
             ray.shutdown()

@@ -208,3 +208,26 @@ def test_a_model_the_workers_cannot_load_is_the_single_process_error(ray_address
     assert _main_within_timeout([*args, "--ray"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == single and "Traceback" not in err
+
+
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(photo_folder, small_model, retinaface_weights,
+                                                                  tmp_path):
+    import socket
+    import time
+
+    from comfyui_gfpgan.folder_job import JobError
+    from comfyui_gfpgan.ray_job import check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = _restore_args(photo_folder, tmp_path / "out", small_model, retinaface_weights)
+    started = time.monotonic()  # in a process of its own: this one's Ray would be used whatever the address
+    run = subprocess.run([sys.executable, "-m", "comfyui_gfpgan", *args, f"--ray=127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=dict(os.environ))
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1].startswith(
+        f"error: --ray 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port} (Connection refused)")
+    assert time.monotonic() - started < 30 and "Traceback" not in run.stderr  # Ray alone waits for minutes
+    with pytest.raises(JobError, match="answers at 127.0.0.1:10001 "):  # a Ray client address's default port
+        check_reachable("ray://127.0.0.1", timeout_s=1)
+    check_reachable("auto")  # found by Ray itself, from the local session file

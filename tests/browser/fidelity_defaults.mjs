@@ -15,9 +15,12 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage();
   const errors = [];
-  page.on("pageerror", (error) => errors.push(String(error)));
+  page.on("pageerror", (error) => errors.push(String(error.stack ?? error).split("\n").slice(0, 4).join(" | ")));
   await page.goto(base);
   await page.waitForFunction(() => window.app?.graph !== undefined && window.LiteGraph, null, { timeout: 60000 });
+  await page.waitForTimeout(3000);
+  // Errors of the frontend's own start-up are not ours (0.3.64's frontend throws one in a setting's onChange).
+  const startup = errors.splice(0);
   const steps = await page.evaluate(async ({ gfpgan, codeformer }) => {
     const { app, LiteGraph } = window;
     const settle = () => new Promise((resolve) => setTimeout(resolve, 1500)); // the route's answer arrives
@@ -66,7 +69,7 @@ try {
     steps.loaded_then_gfpgan = [fidelity(loaded("GFPGANFaceRestore")), fidelity(loaded("GFPGANRestoreFaces"))];
     return steps;
   }, { gfpgan, codeformer });
-  console.log(JSON.stringify({ ...steps, errors }));
+  console.log(JSON.stringify({ ...steps, errors, startup }));
 } finally {
   await browser.close();
 }

@@ -424,6 +424,7 @@ def test_fidelity_widget_follows_the_models_family_in_the_frontend(comfyui):
         "picked_gfpgan": 1.0,
         "own_value_then_codeformer": 0.7,
         "modular_connected_to_codeformer": 0.5,
+        "queued": [0.7, 0.5],  # the prompt carries what the widgets show
         "loaded": [1.0, 0.5],  # as saved: nothing moves while a workflow loads
         "loaded_then_gfpgan": [1.0, 1.0],  # the one at CodeFormer's default follows, the user's 1.0 stays
     }

@@ -57,6 +57,8 @@ try {
     loader.connect(0, modular, modelSlot(modular));
     await settle();
     steps.modular_connected_to_codeformer = fidelity(modular);
+    const prompt = (await app.graphToPrompt()).output; // what Queue would send
+    steps.queued = [prompt[restore.id].inputs.fidelity, prompt[modular.id].inputs.fidelity];
     // A saved workflow: the all-in-one node at 1.0 with CodeFormer (the user's choice), the modular at 0.5.
     widget(restore, "fidelity").value = 1.0;
     const saved = structuredClone(app.graph.serialize());

@@ -98,7 +98,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         import_ray()
     elif (args.workers, args.worker_cpus, args.worker_gpus) != (None, None, None):
         raise UserError("--workers, --worker-cpus and --worker-gpus size the workers of --ray")
-    files, notes = collect_inputs(args.inputs)
+    files, notes = collect_inputs(args.inputs, recursive=args.recursive, output=Path(args.output))
     for note in notes:
         _say(note)
     if not files:
@@ -275,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     restore = commands.add_parser("restore", help="restore the faces in images or folders of images")
     restore.add_argument("inputs", nargs="+", help="image files or folders")
-    restore.add_argument("-o", "--output", required=True, help="output folder (files keep their input's stem)")
+    restore.add_argument("-o", "--output", required=True, help="output folder (files keep their input's name and, "
+                         "with --recursive, their path inside the input folder)")
+    restore.add_argument("-r", "--recursive", action="store_true",
+                         help="read input folders' subfolders too, mirroring them under the output folder (hidden "
+                         "folders and the output folder itself are left out)")
     restore.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
     restore.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25)")
     restore.add_argument("--parser", help="ParseNet weights (parsing_parsenet.pth) for a face-parsing blend mask")

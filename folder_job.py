@@ -65,28 +65,50 @@ class FileOutcome:
     faces: int = 0
 
 
-def collect_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
-    """The image files named by ``inputs`` (files, or folders read one level deep, sorted), and a note
-    for each name that is neither."""
+def collect_inputs(inputs: Iterable[str], recursive: bool = False,
+                   output: Path | None = None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """The image files named by ``inputs``, each with its path under the output folder: a file by its name, a
+    folder's images by their path inside it, one level deep or, with ``recursive``, its whole tree (hidden
+    folders and the ``output`` folder left out); sorted. And a note for each name that is neither, and for
+    each folder whose subfolders are not read."""
     files, notes = [], []
+    output = output.resolve() if output is not None else None
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            images, unread = _folder_images(path, recursive, output)
+            files += [(image, image.relative_to(path)) for image in images]
+            if unread:
+                notes.append(f"note: {path}: {unread} subfolder{'s' * (unread > 1)} not read (use --recursive)")
         elif path.is_file():
-            files.append(path)
+            files.append((path, Path(path.name)))
         else:
             notes.append(f"skipped {path}: no such file or folder")
     return files, notes
 
 
-def plan_targets(files: Iterable[Path], out_dir: Path, overwrite: bool) -> tuple[list[tuple[Path, Path]], list[FileOutcome]]:
-    """``(input, output)`` pairs to restore (outputs keep their input's name) and the inputs skipped:
-    an output that exists (unless ``overwrite``: so an interrupted run resumes where it stopped) or
-    that an earlier input already claims."""
+def _folder_images(folder: Path, recursive: bool, output: Path | None) -> tuple[list[Path], int]:
+    """The images in ``folder`` (its tree with ``recursive``) and, without it, how many subfolders it has."""
+    images = []
+    for root, subfolders, names in os.walk(folder):  # symlinked folders are not followed: no loops
+        root = Path(root)
+        subfolders[:] = sorted(name for name in subfolders
+                               if not name.startswith(".") and (root / name).resolve() != output)
+        images += sorted(root / name for name in names
+                         if Path(name).suffix.lower() in IMAGE_SUFFIXES and (root / name).is_file())
+        if not recursive:
+            return images, len(subfolders)
+    return images, 0
+
+
+def plan_targets(files: Iterable[tuple[Path, Path]], out_dir: Path,
+                 overwrite: bool) -> tuple[list[tuple[Path, Path]], list[FileOutcome]]:
+    """``(input, output)`` pairs to restore, from ``(input, path under out_dir)`` pairs, and the inputs skipped:
+    an output that exists (unless ``overwrite``: so an interrupted run resumes where it stopped) or that an
+    earlier input already claims."""
     todo, skipped, claimed = [], [], set()
-    for path in files:
-        target = out_dir / path.name
+    for path, name in files:
+        target = out_dir / name
         if target in claimed:
             skipped.append(FileOutcome(path, "skipped", f"an earlier input already wrote {target}"))
         elif target.exists() and not overwrite:
@@ -151,6 +173,7 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     run (an error, Ctrl-C), ``target`` is either absent or complete, never truncated."""
     partial = target.with_name(f".{target.name}.partial")  # (not an image suffix: never taken as an input)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # a subfolder of a --recursive run
         write(partial)
         os.replace(partial, target)
     except BaseException:

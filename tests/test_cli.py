@@ -69,6 +69,34 @@ def test_one_bad_frame_does_not_stop_the_batch(tmp_path, shared_dir, retinaface_
     assert restored.shape == (600, 512, 3) and not np.array_equal(restored, cv2.imread(str(inputs / "e_grace_hopper.jpg")))
 
 
+def test_recursive_mirrors_the_tree_and_leaves_out_hidden_folders_and_the_output(tmp_path, shared_dir,
+                                                                                  retinaface_weights, model, capsys):
+    inputs = tmp_path / "archive"
+    flat = np.full((40, 50, 3), 120, np.uint8)  # no face: copied as it is
+    for name in ("a.png", "2019/b.png", "2020/b.png", ".thumbnails/t.png", "restored/old.png"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(inputs / name), flat + len(name))
+    (inputs / "2019" / "x").mkdir()
+    shutil.copy(shared_dir / "images" / "astronaut.png", inputs / "2019" / "x" / "astronaut.png")
+    out = inputs / "restored"  # inside the archive: its outputs are never read as inputs
+    args = ["restore", str(inputs), "-o", str(out), "--model", model, "--detector", str(retinaface_weights)]
+
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"note: {inputs}: 2 subfolders not read (use --recursive)" in captured.err
+    assert "1 unchanged" in captured.out and sorted(p.name for p in out.iterdir()) == ["a.png", "old.png"]
+
+    assert main([*args, "--recursive"]) == 0
+    captured = capsys.readouterr()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["2019/b.png", "2019/x/astronaut.png", "2020/b.png", "a.png", "old.png"]
+    assert "1 restored, 2 unchanged, 1 skipped" in captured.out  # a.png: written by the first run
+    for name in ("2019/b.png", "2020/b.png"):  # same names in two folders: each its own output
+        assert (out / name).read_bytes() == (inputs / name).read_bytes()
+    assert (out / "2019/x/astronaut.png").read_bytes() != (inputs / "2019/x/astronaut.png").read_bytes()
+    assert "subfolders not read" not in captured.err and "Traceback" not in captured.err
+
+
 def test_each_per_file_line_is_one_write(tmp_path, retinaface_weights, model, monkeypatch):
     """Ray Data logs from its own thread: a message whose newline came in a second write could end up with one of
     Ray's lines glued to it."""

@@ -237,14 +237,15 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astrona
 
     monkeypatch.setattr(Path, "write_bytes", interrupted_third_write)
     files = sorted(inputs.iterdir())
-    todo, _ = plan_targets(files, out, overwrite=False)
+    named = [(path, Path(path.name)) for path in files]
+    todo, _ = plan_targets(named, out, overwrite=False)
     with pytest.raises(KeyboardInterrupt):
         list(job.restore_files(todo, jobs=2))
     assert writes[2].endswith(".partial")  # it was writing under a temporary name ...
     written = sorted(p.name for p in out.iterdir())
     assert 2 <= len(written) < len(files) and all(name.endswith(".png") for name in written)  # ... now gone
     monkeypatch.setattr(Path, "write_bytes", real_write_bytes)
-    todo, skipped = plan_targets(files, out, overwrite=False)  # the next run skips what exists
+    todo, skipped = plan_targets(named, out, overwrite=False)  # the next run skips what exists
     assert sorted(o.path.name for o in skipped) == written and len(todo) == len(files) - len(written)
     assert [o.status for o in job.restore_files(todo, jobs=2)] == ["restored"] * len(todo)
     assert sorted(p.name for p in out.iterdir()) == [p.name for p in files]

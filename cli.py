@@ -114,6 +114,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                               working_size=args.working_size, min_eye_distance=args.min_eye_distance,
                               order=args.order, face_indices=args.face_indices),
         restore=RestoreSettings(noise=args.noise, seed=args.seed, chunk_size=args.chunk),
+        video_smoothing=args.video_smoothing,
         paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
     )
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     restore = commands.add_parser("restore", help="restore the faces in images or folders of images")
-    restore.add_argument("inputs", nargs="+", help="image files or folders")
+    restore.add_argument("inputs", nargs="+", help="image or video files, or folders of them")
     restore.add_argument("-o", "--output", required=True, help="output folder (files keep their input's name and, "
                          "with --recursive, their path inside the input folder)")
     restore.add_argument("-r", "--recursive", action="store_true",
@@ -302,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep only these positions in that order: 0 | 0,2 | 1-3 (default: all)")
     restore.add_argument("--working-size", type=int, default=0,
                          help="detection short side (0 = full size, as GFPGANer; smaller is faster but misses small faces)")
+    restore.add_argument("--video-smoothing", type=float, default=0.5,
+                         help="videos: how much each face's landmarks follow the previous frame's, in [0, 1) "
+                         "(0 = none; steadier faces, less jitter); images are never smoothed")
     restore.add_argument("--color-correction", action="store_true")
     restore.add_argument("--chunk", type=int, help="faces per network call, gathered across images (default: 8 on "
                          "CUDA, 1 on CPU)")

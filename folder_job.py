@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+from .video_file import VIDEO_SUFFIXES, is_video, output_name
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 OUTCOMES = ("restored", "unchanged", "skipped", "unreadable", "failed")  # the summary's order
 
 
@@ -47,10 +49,12 @@ class JobSpec:
     detect: DetectSettings = field(default_factory=DetectSettings)
     restore: RestoreSettings = field(default_factory=RestoreSettings)
     paste: PasteSettings = field(default_factory=PasteSettings)
+    video_smoothing: float = 0.5  # landmark smoothing across a video's frames (images are never smoothed)
 
     def __post_init__(self) -> None:
         if not self.aligned and not self.detector:
             raise JobError("--detector is required (or use --aligned for pre-aligned face crops)")
+        dataclasses.replace(self.detect, smoothing=self.video_smoothing)  # DetectSettings checks its range
         if self.fidelity is not None:
             dataclasses.replace(self.restore, fidelity=self.fidelity)  # RestoreSettings checks its range
 
@@ -95,7 +99,7 @@ def _folder_images(folder: Path, recursive: bool, output: Path | None) -> tuple[
         subfolders[:] = sorted(name for name in subfolders
                                if not name.startswith(".") and (root / name).resolve() != output)
         images += sorted(root / name for name in names
-                         if Path(name).suffix.lower() in IMAGE_SUFFIXES and (root / name).is_file())
+                         if Path(name).suffix.lower() in INPUT_SUFFIXES and (root / name).is_file())
         if not recursive:
             return images, len(subfolders)
     return images, 0
@@ -108,7 +112,7 @@ def plan_targets(files: Iterable[tuple[Path, Path]], out_dir: Path,
     earlier input already claims."""
     todo, skipped, claimed = [], [], set()
     for path, name in files:
-        target = out_dir / name
+        target = out_dir / (output_name(name) if is_video(path) else name)
         if target in claimed:
             skipped.append(FileOutcome(path, "skipped", f"an earlier input already wrote {target}"))
         elif target.exists() and not overwrite:
@@ -241,10 +245,61 @@ class FolderJob:
         from .face_pipeline.stream import restore_stream
 
         jobs = default_jobs() if jobs is None else check_jobs(jobs)
-        spec = self.spec
-        return restore_stream(pairs, _load_file, _save_file, self.restorer, self.detector, self.parser,
-                              detect=spec.detect, restore=self.restore, paste=spec.paste, aligned=spec.aligned,
-                              workers=jobs)
+        spec, pairs = self.spec, list(pairs)
+        images = restore_stream([pair for pair in pairs if not is_video(pair[0])], _load_file, _save_file,
+                                self.restorer, self.detector, self.parser, detect=spec.detect, restore=self.restore,
+                                paste=spec.paste, aligned=spec.aligned, workers=jobs)
+        return self._then_videos(images, [pair for pair in pairs if is_video(pair[0])])
+
+    def _then_videos(self, images: Iterator[FileOutcome], videos: list[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+        yield from images
+        for source, target in videos:
+            yield self.restore_video(source, target)
+
+    def restore_video(self, source: Path, target: Path) -> FileOutcome:
+        """Restore one video file into ``target`` (``video_file``): its frames a chunk at a time, landmarks
+        smoothed across them; a video without faces is copied as it is."""
+        import torch
+
+        from .face_pipeline.errors import FaceInputError
+        from .face_pipeline.pipeline import restore_faces_in_images
+        from .video_file import VideoError, restore_video
+
+        if self.spec.aligned:
+            return FileOutcome(source, "failed", "--aligned takes face crops, not videos")
+        detect = dataclasses.replace(self.spec.detect, smoothing=self.spec.video_smoothing)
+        state = {"previous": [], "faces": 0}  # the last frame's faces (smoothing) and the faces so far (seeds)
+
+        def restore_frames(pixels):
+            frames = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
+            result = restore_faces_in_images(
+                frames, self.restorer, self.detector, self.parser, detect=detect, paste=self.spec.paste,
+                restore=dataclasses.replace(self.restore, seed=self.restore.seed + state["faces"]),
+                frames_per_chunk=len(frames), previous_faces=state["previous"])
+            state["previous"], state["faces"] = result.last_faces, state["faces"] + len(result.faces)
+            restored = result.images.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            return restored, len(result.frames_with_faces), len(result.faces)
+
+        outcome, copied = None, target.suffix.lower() == source.suffix.lower()
+
+        def write(partial: Path) -> None:
+            nonlocal outcome
+            outcome = restore_video(source, partial, target.suffix, restore_frames)
+            if not outcome.faces and copied:
+                shutil.copyfile(source, partial)  # nothing to restore: the original, not a re-encoded copy
+
+        try:
+            write_atomically(target, write)
+        except (VideoError, FaceInputError) as error:
+            unreadable = getattr(error, "unreadable", False)
+            return FileOutcome(source, "unreadable" if unreadable else "failed", _one_line(error))
+        except OSError as error:
+            return FileOutcome(source, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
+        if not outcome.faces:
+            return FileOutcome(source, "unchanged", f"no face found in {outcome.frames} frames, "
+                               + ("written unchanged" if copied else f"re-encoded as {target.name}"))
+        return FileOutcome(source, "restored", f"{outcome.frames} frames, faces in {outcome.frames_with_faces}",
+                           faces=outcome.faces)
 
 
 def _load_file(pair: tuple[Path, Path]):

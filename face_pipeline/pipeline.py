@@ -99,6 +99,7 @@ class PipelineResult:
     restored: torch.Tensor  # [N,3,S,S] restored crops, CPU ([0,3,S,S] unless keep_crops=True)
     frames_with_faces: list[int] = field(default_factory=list)
     skipped_frames: list[int] = field(default_factory=list)  # frames with NaN / inf, passed through unchanged
+    last_faces: list[FaceRecord] = field(default_factory=list)  # the last frame's: ``previous_faces`` of the next call
 
 
 def validate_images(images: torch.Tensor, name: str = "images") -> None:
@@ -151,6 +152,7 @@ class _FrameChunk(NamedTuple):
     faces: FaceBatch  # the chunk's aligned faces, image_index within the chunk
     crops: torch.Tensor  # [N,3,S,S] their crops, on the device
     skipped: list[int]  # batch indices of frames with NaN or inf (in images or targets): no faces taken there
+    last_faces: list[FaceRecord]  # the faces of its last frame, which the next frame's smoothing follows
 
     def batch_faces(self) -> list[FaceRecord]:
         """The chunk's faces with ``image_index`` into the whole batch."""
@@ -165,16 +167,18 @@ def _frame_chunks(
     frames_per_chunk: int,
     device: torch.device,
     targets: torch.Tensor | None = None,
+    previous: list[FaceRecord] | None = None,
 ) -> Iterator[_FrameChunk]:
     """``find_faces`` over ``images`` ``frames_per_chunk`` frames at a time, each chunk moved to ``device``;
-    landmark smoothing carries on from one chunk to the next.
+    landmark smoothing carries on from one chunk to the next, and from ``previous`` (the faces of the frame
+    before ``images``, where they continue a video).
 
     A frame with NaN or inf (in ``images`` or ``targets``) is one bad item of the batch, not a reason
     to stop it: no face is taken from it, so it passes through unchanged, and a warning names it.
     """
     if frames_per_chunk < 1:
         raise FaceInputError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
-    previous: list[FaceRecord] = []  # the previous chunk's last frame
+    previous = list(previous or [])  # the previous chunk's last frame
     for start in range(0, images.shape[0], frames_per_chunk):
         frames = images[start : start + frames_per_chunk].to(device, torch.float32)
         usable = finite_frames(frames)
@@ -190,7 +194,7 @@ def _frame_chunks(
             keep = [i for i, face in enumerate(faces.faces) if usable[face.image_index]]
             faces = FaceBatch([faces.faces[i] for i in keep], faces.image_sizes, faces.crop_size)
             crops, previous = crops[keep], previous if bool(usable[-1]) else []
-        yield _FrameChunk(start, frames, faces, crops, skipped)
+        yield _FrameChunk(start, frames, faces, crops, skipped, previous)
 
 
 def _paste_chunk(
@@ -243,6 +247,7 @@ def restore_faces_in_images(
     frames_per_chunk: int = 16,
     keep_crops: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    previous_faces: list[FaceRecord] | None = None,
 ) -> PipelineResult:
     """Find, restore and paste back every face in ``images`` (``[B,C,H,W]`` 0..1, C = 1, 3 or 4).
 
@@ -255,7 +260,8 @@ def restore_faces_in_images(
     warning, and is listed in ``skipped_frames``; the rest of the batch is restored.
     ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
     after each network chunk (``done`` may repeat); it may raise to cancel.
-    Results are on the CPU.
+    Results are on the CPU. A video restored a batch of frames at a time passes each result's
+    ``last_faces`` as the next call's ``previous_faces``, so landmark smoothing carries on across calls.
     """
     validate_images(images)
     if targets is not None:
@@ -274,7 +280,10 @@ def restore_faces_in_images(
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
     skipped: list[int] = []
-    for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device, targets):
+    last_faces = list(previous_faces or [])
+    for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device, targets,
+                               previous_faces):
+        last_faces = chunk.last_faces
         start, end, faces = chunk.start, chunk.start + chunk.frames.shape[0], chunk.faces
         chunk_targets = source[start:end].to("cpu", torch.float32)
         skipped += chunk.skipped
@@ -305,4 +314,5 @@ def restore_faces_in_images(
         restored=torch.cat(all_restored) if all_restored else no_crops,
         frames_with_faces=sorted({f.image_index for f in all_faces}),
         skipped_frames=skipped,
+        last_faces=last_faces,
     )

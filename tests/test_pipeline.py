@@ -413,6 +413,17 @@ def test_landmark_smoothing_continues_across_chunks(astronaut_rgb, detector):
         return torch.stack([f.landmarks.as_tensor() for f in result.faces.faces])
 
     assert torch.allclose(points(whole), points(chunked), atol=1e-3)
+    # a video restored a call at a time (as the CLI does): each call continues from the last one's faces
+    calls, previous = [], None
+    for start in range(0, 6, 2):
+        result = restore_faces_in_images(frames[start:start + 2], Constant(), detector, detect=settings,
+                                         previous_faces=previous)
+        calls.append(result)
+        previous = result.last_faces
+    assert torch.allclose(points(whole), torch.cat([points(call) for call in calls]), atol=1e-3)
+    assert torch.equal(torch.cat([call.images for call in calls]), whole.images)
+    restarted = restore_faces_in_images(frames[2:4], Constant(), detector, detect=settings)
+    assert not torch.allclose(points(restarted), points(calls[1]), atol=0.1)
     raw = restore_faces_in_images(frames, Constant(), detector, frames_per_chunk=6)
     assert not torch.allclose(points(raw), points(whole), atol=0.1)
 

@@ -1,0 +1,122 @@
+"""Video files for ``comfyui-gfpgan restore``: decoded, restored and encoded a few frames at a time with PyAV
+(an optional dependency: ``pip install comfyui-gfpgan[video]``), so memory stays flat however long the video.
+
+The video is encoded as H.264 at the input's frame timestamps (so its frame rate, constant or variable, is
+kept); the first audio track is copied packet for packet, untouched. Outputs keep their container where it
+takes any codec we copy (.mp4, .m4v, .mov, .mkv); other containers (.avi, .webm) become .mkv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"}
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # the containers we write
+AV_MISSING = "restoring videos needs PyAV: pip install comfyui-gfpgan[video]"
+CRF = 16  # x264's constant quality: visually lossless for most footage (lower is larger and closer)
+
+
+class VideoError(Exception):
+    """A video that cannot be read or written, as one line; ``unreadable`` where it could not be opened."""
+
+    def __init__(self, message: str, unreadable: bool = False):
+        super().__init__(message)
+        self.unreadable = unreadable
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    frames: int
+    frames_with_faces: int
+    faces: int
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def output_name(name: Path) -> Path:
+    """Where a video's output goes, by name: its own container where we write it, else .mkv."""
+    return name if name.suffix.lower() in _FORMATS else name.with_suffix(".mkv")
+
+
+def import_av():
+    try:
+        import av
+    except ImportError as error:
+        raise VideoError(f"{AV_MISSING} ({error})") from None
+    return av
+
+
+RestoreFrames = Callable[["np.ndarray"], "tuple[np.ndarray, int, int]"]
+
+
+def restore_video(source: Path, partial: Path, target_suffix: str, restore_frames: RestoreFrames,
+                  frames_per_call: int = 16) -> VideoOutcome:
+    """Decode ``source``, hand its frames ``frames_per_call`` at a time to ``restore_frames`` (``[B,H,W,3]``
+    uint8 RGB in, the same out, with how many of them had faces and how many faces) and encode the result,
+    with the audio copied, into ``partial`` in the container of ``target_suffix``."""
+    av = import_av()
+    try:
+        container = av.open(str(source))
+    except (av.FFmpegError, OSError) as error:
+        raise VideoError(f"not a readable video ({_first_line(error)})", unreadable=True) from None
+    with container:
+        if not container.streams.video:
+            raise VideoError("holds no video stream", unreadable=True)
+        video_in = container.streams.video[0]
+        video_in.thread_type = "AUTO"
+        audio_in = container.streams.audio[0] if container.streams.audio else None
+        try:
+            with av.open(str(partial), mode="w", format=_FORMATS[target_suffix.lower()]) as out:
+                return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call)
+        except av.FFmpegError as error:
+            raise VideoError(f"could not be re-encoded ({_first_line(error)})") from None
+
+
+def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFrames, frames_per_call: int):
+    import numpy as np
+
+    width, height = video_in.codec_context.width, video_in.codec_context.height
+    video_out = out.add_stream("libx264", rate=video_in.average_rate or 25)
+    video_out.width, video_out.height = width, height
+    # 4:2:0 needs even sides; an odd-sized video keeps full chroma instead of losing a row or column
+    video_out.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    video_out.time_base = video_in.time_base  # the input's timestamps, unchanged
+    video_out.options = {"crf": str(CRF)}
+    audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+    pending, counts = [], [0, 0, 0]  # frames, frames with faces, faces
+
+    def encode(frames) -> None:
+        restored, with_faces, faces = restore_frames(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]))
+        counts[0], counts[1], counts[2] = counts[0] + len(frames), counts[1] + with_faces, counts[2] + faces
+        for like, rgb in zip(frames, restored):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = like.pts, like.time_base
+            out.mux(video_out.encode(frame))
+
+    streams = [video_in] + ([audio_in] if audio_in is not None else [])
+    for packet in container.demux(*streams):
+        if packet.stream is audio_in:
+            if packet.dts is not None:  # (the demuxer's empty flush packet has none)
+                packet.stream = audio_out
+                out.mux(packet)
+            continue
+        for frame in packet.decode():
+            pending.append(frame)
+            if len(pending) == frames_per_call:
+                encode(pending)
+                pending = []
+    if pending:
+        encode(pending)
+    out.mux(video_out.encode(None))
+    if counts[0] == 0:
+        raise VideoError("holds no decodable frame", unreadable=True)
+    return VideoOutcome(*counts)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -65,6 +65,17 @@ def small_state_dict():
 
 
 @pytest.fixture(scope="session")
+def small_model(small_state_dict, tmp_path_factory) -> str:
+    """``small_state_dict`` as a .safetensors file: a model that loads in moments and restores a face in
+    milliseconds, for the job tests (folders, videos, Ray workers)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("small_model") / "gfpgan-64-seeded.safetensors"
+    save_file(small_state_dict, str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def official_clean_network():
     """Seeded GFPGANv1Clean at the official v1.3/v1.4 config (built once per session)."""
     return seeded_clean_network(seed=0)

@@ -21,11 +21,11 @@ SMALL = dict(out_size=128, num_style_feat=64, channel_multiplier=1, num_mlp=2, n
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> str:
+def model_128(tmp_path_factory) -> str:
     """A seeded GFPGANv1Clean with 128 px crops, saved as a file the job loads."""
     from safetensors.torch import save_file
 
-    path = tmp_path_factory.mktemp("small_model") / "gfpgan-128-seeded.safetensors"
+    path = tmp_path_factory.mktemp("model_128") / "gfpgan-128-seeded.safetensors"
     save_file({k: v.contiguous() for k, v in seeded_clean_network(seed=3, **SMALL).state_dict().items()}, str(path))
     return str(path)
 
@@ -86,9 +86,9 @@ def stream_and_compare(job: FolderJob, folder: Path, tmp_path: Path, names=None)
     return outcomes, differing
 
 
-def test_streamed_files_are_byte_identical_to_each_image_restored_alone(mixed_folder, small_model, retinaface_weights,
+def test_streamed_files_are_byte_identical_to_each_image_restored_alone(mixed_folder, model_128, retinaface_weights,
                                                                         tmp_path):
-    spec = JobSpec(model=small_model, detector=str(retinaface_weights), dtype="fp32",
+    spec = JobSpec(model=model_128, detector=str(retinaface_weights), dtype="fp32",
                    restore=RestoreSettings(noise="seeded", seed=7, chunk_size=3))
     job = FolderJob(spec)
     job.restorer = as_face_restorer(SeededNoiseRestorer())  # each face's output depends on its seed alone
@@ -104,13 +104,13 @@ def test_streamed_files_are_byte_identical_to_each_image_restored_alone(mixed_fo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", [1, 3])
-def test_the_seeded_network_streamed_writes_what_it_writes_alone(chunk, mixed_folder, small_model, retinaface_weights,
+def test_the_seeded_network_streamed_writes_what_it_writes_alone(chunk, mixed_folder, model_128, retinaface_weights,
                                                                  tmp_path):
     """One face per call (the CPU default): byte-identical files. Batched across images (3 faces a call) a real
     network's fp32 convolutions sum in another order for another batch size (outputs ~1e-6 apart, see
     test_stream), which flips the rounding of a few values: measured, one level on 1e-5 of the 8-bit PNG
     values and 8e-4 of the 16-bit ones; the JPEG, re-encoded lossily, up to 5 levels on 7e-4 of its values."""
-    spec = JobSpec(model=small_model, detector=str(retinaface_weights), dtype="fp32",
+    spec = JobSpec(model=model_128, detector=str(retinaface_weights), dtype="fp32",
                    restore=RestoreSettings(noise="seeded", seed=7, chunk_size=chunk))
     names = {"a_astronaut.png", "b_grace_hopper.jpg", "c_blank.png", "g_deep.png", "h_tiny.png", "i_pair.png"}
     outcomes, differing = stream_and_compare(FolderJob(spec), mixed_folder, tmp_path, names)  # 5 faces: 3 + 2
@@ -138,7 +138,7 @@ class RefusesMagentaFaces(SeededNoiseRestorer):
         return super().forward(x, fidelity, noise)
 
 
-def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_dir, small_model, retinaface_weights):
+def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_dir, model_128, retinaface_weights):
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     out.mkdir()
@@ -152,7 +152,7 @@ def test_a_failing_file_is_its_outcome_and_the_rest_complete(tmp_path, shared_di
     cv2.imwrite(str(inputs / "e_blocked.png"), cv2.flip(astronaut, 1))
     (out / "e_blocked.png").mkdir()  # a folder where its output should go: the write fails
     cv2.imwrite(str(inputs / "f_mirrored.png"), cv2.flip(astronaut, 1))
-    spec = JobSpec(model=small_model, detector=str(retinaface_weights), dtype="fp32",
+    spec = JobSpec(model=model_128, detector=str(retinaface_weights), dtype="fp32",
                    restore=RestoreSettings(noise="seeded", chunk_size=3))
     job = FolderJob(spec)
     job.restorer = as_face_restorer(RefusesMagentaFaces())
@@ -181,7 +181,7 @@ def folders_and_face(tmp_path: Path, astronaut_rgb: np.ndarray) -> tuple[Path, P
     return inputs, out, cv2.resize(np.ascontiguousarray(astronaut_rgb[:, :, ::-1]), (256, 256), interpolation=cv2.INTER_AREA)
 
 
-def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astronaut_rgb, small_model,
+def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astronaut_rgb, model_128,
                                                                  retinaface_weights, monkeypatch):
     inputs, out, face = folders_and_face(tmp_path, astronaut_rgb)
     rng = np.random.default_rng(0)
@@ -204,7 +204,7 @@ def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astro
     real_read = folder_job.read_image
     monkeypatch.setattr(folder_job, "read_image", read_and_count)
     jobs, chunk = 2, 4
-    spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded",
+    spec = JobSpec(model=model_128, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded",
                                                                                                  chunk_size=chunk))
     job = FolderJob(spec)
     job.restorer = as_face_restorer(SeededNoiseRestorer())
@@ -218,12 +218,12 @@ def test_images_in_flight_stay_few_whatever_the_number_of_inputs(tmp_path, astro
         job.restore_files([], jobs=0)
 
 
-def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astronaut_rgb, small_model,
+def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, astronaut_rgb, model_128,
                                                                retinaface_weights, monkeypatch):
     inputs, out, face = folders_and_face(tmp_path, astronaut_rgb)
     for index in range(8):
         cv2.imwrite(str(inputs / f"{index}.png"), np.roll(face, 5 * index, axis=0))
-    spec = JobSpec(model=small_model, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded"))
+    spec = JobSpec(model=model_128, detector=str(retinaface_weights), restore=RestoreSettings(noise="seeded"))
     job = FolderJob(spec)
     job.restorer = as_face_restorer(SeededNoiseRestorer())
     real_write_bytes, writes = Path.write_bytes, []

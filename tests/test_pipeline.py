@@ -15,7 +15,6 @@ from comfyui_gfpgan.face_pipeline.pipeline import (
     find_faces_in_frames,
     restore_faces_in_images,
 )
-from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 
 from factories import IdentityRestorer as Identity, seeded_clean_network
 

@@ -83,16 +83,6 @@ def ray_address():
 
 
 @pytest.fixture(scope="module")
-def small_model(small_state_dict, tmp_path_factory) -> str:
-    """A 64 px GFP-GAN with seeded weights: actors load it in moments and restore a face in milliseconds."""
-    from safetensors.torch import save_file
-
-    path = tmp_path_factory.mktemp("ray_model") / "gfpgan-64-seeded.safetensors"
-    save_file(small_state_dict, str(path))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def photo_folder(shared_dir, tmp_path_factory) -> Path:
     """Two photos with a face each, one without, one file that is no image."""
     folder = tmp_path_factory.mktemp("ray_in")

@@ -19,16 +19,6 @@ import video_clips  # noqa: E402  (tests/: the clip of the ComfyUI video test)
 
 
 @pytest.fixture(scope="module")
-def small_model(small_state_dict, tmp_path_factory) -> str:
-    """A 64 px GFP-GAN with seeded weights: it restores a face in milliseconds."""
-    from safetensors.torch import save_file
-
-    path = tmp_path_factory.mktemp("video_model") / "gfpgan-64-seeded.safetensors"
-    save_file(small_state_dict, str(path))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def clip(shared_dir, tmp_path_factory) -> Path:
     """16 frames at 8 fps of the photo moving, 4 of them without a face, and a 440 Hz tone."""
     path = tmp_path_factory.mktemp("video_in") / "clip.mp4"

@@ -69,20 +69,37 @@ def restore_video(source: Path, partial: Path, target_suffix: str, restore_frame
     with container:
         if not container.streams.video:
             raise VideoError("holds no video stream", unreadable=True)
+        turns = _quarter_turns(av, source)
         video_in = container.streams.video[0]
         video_in.thread_type = "AUTO"
         audio_in = container.streams.audio[0] if container.streams.audio else None
         try:
             with av.open(str(partial), mode="w", format=_FORMATS[target_suffix.lower()]) as out:
-                return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call)
+                return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call, turns)
         except av.FFmpegError as error:
             raise VideoError(f"could not be re-encoded ({_first_line(error)})") from None
 
 
-def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFrames, frames_per_call: int):
+def _quarter_turns(av, source: Path) -> int:
+    """Counterclockwise quarter turns that show the video upright (a phone's display matrix: -90 for a portrait
+    video stored landscape), read from its first frame. The frames are turned so before detection (faces on
+    their side are missed) and written upright, with no display matrix."""
+    try:
+        with av.open(str(source)) as container:
+            for frame in container.decode(video=0):
+                return round(frame.rotation / 90) % 4
+    except av.FFmpegError:
+        pass  # the main pass says what is wrong with the file
+    return 0
+
+
+def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFrames, frames_per_call: int,
+               turns: int):
     import numpy as np
 
     width, height = video_in.codec_context.width, video_in.codec_context.height
+    if turns % 2:
+        width, height = height, width
     video_out = out.add_stream("libx264", rate=video_in.average_rate or 25)
     video_out.width, video_out.height = width, height
     # 4:2:0 needs even sides; an odd-sized video keeps full chroma instead of losing a row or column
@@ -93,7 +110,8 @@ def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFr
     pending, counts = [], [0, 0, 0]  # frames, frames with faces, faces
 
     def encode(frames) -> None:
-        restored, with_faces, faces = restore_frames(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]))
+        pixels = np.rot90(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]), turns, axes=(1, 2))
+        restored, with_faces, faces = restore_frames(np.ascontiguousarray(pixels))
         counts[0], counts[1], counts[2] = counts[0] + len(frames), counts[1] + with_faces, counts[2] + faces
         for like, rgb in zip(frames, restored):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")

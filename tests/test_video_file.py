@@ -125,6 +125,30 @@ def test_without_pyav_videos_fail_alone_with_the_install_hint(clip, small_model,
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]
 
 
+def test_a_phones_rotated_video_is_restored_upright(shared_dir, small_model, retinaface_weights, tmp_path, capsys):
+    """Phones store portrait video landscape with a display matrix (-90: turn clockwise to show it); on its side a
+    face is missed, so the frames are turned upright first, and written so."""
+    photo = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))[:, :, ::-1]
+    stored = np.ascontiguousarray(np.rot90(photo))  # as the sensor saw it
+    clip = tmp_path / "portrait.mp4"
+    with av.open(str(clip), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        stream.set_display_rotation(-90)
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(stream.encode(None))
+    out = tmp_path / "out"
+    assert main(_args([clip], out, small_model, retinaface_weights)) == 0
+    assert f"{clip}: 3 frames, faces in 3" in capsys.readouterr().err
+    frames, _, _ = _decoded(out / "portrait.mp4")
+    assert frames.shape == (3, *photo.shape)
+    with av.open(str(out / "portrait.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == 0
+    below_the_face = slice(540, None)  # her uniform, outside where the face is pasted back: upright, as the photo
+    assert _psnr(frames[0][below_the_face], photo[below_the_face]) > 30
+
+
 def test_output_names_keep_containers_that_take_any_codec():
     assert [output_name(Path(name)).name for name in ("a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.avi", "f.webm")] == [
         "a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.mkv", "f.mkv"]

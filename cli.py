@@ -27,10 +27,11 @@ class _Progress:
     def __init__(self, total: int, interval: float = 0.5, show: bool = True):
         self.clock = time.monotonic
         self.total, self.interval, self.show, self.done, self.faces = total, interval, show, 0, 0
-        self.started = self.drawn = self.clock()
+        self.started = self.drawn = self.file_done = self.clock()
         self.draw()
 
     def update(self, faces: int) -> None:
+        self.file_done = self.clock()
         self.done += 1
         self.faces += faces
         if self.done >= self.total or self.clock() - self.drawn >= self.interval:
@@ -53,6 +54,15 @@ class _Progress:
             left = (self.total - self.done) / images
             line += f"  {images:.2f} images/s  {faces:.2f} faces/s  ETA {int(left) // 60}:{int(left) % 60:02d}"
         print(line, end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
+
+    def video(self, path: Path, frames: int) -> None:
+        """Where a long video has got to: drawn on the bar's line, which the next file's update redraws."""
+        if not self.show or self.clock() - self.drawn < self.interval:
+            return
+        self.drawn = self.clock()
+        seconds = max(self.clock() - self.file_done, 1e-9)  # videos come one at a time: since the last file
+        print(f"\rrestoring {path.name}: {frames} frames  {frames / seconds:.2f} frames/s", end="", file=sys.stderr,
+              flush=True)
 
     def summary(self) -> str:
         seconds, images, faces = self.rates()
@@ -130,13 +140,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if ray_settings:  # the workers load the models and write the outputs; Ray Data shows the progress
         from .ray_job import restore_on_ray
 
-        outcomes, off_bar = restore_on_ray(spec, todo, ray_settings), ""
+        outcomes, off_bar, progress = restore_on_ray(spec, todo, ray_settings), "", _Progress(len(todo), show=False)
     else:
         job = FolderJob(spec)
         for note in job.notes:
             _say(note)
-        outcomes, off_bar = job.restore_files(todo, jobs=args.jobs), "\n"  # a message leaves the bar's line
-    progress = _Progress(len(todo), show=not ray_settings)
+        progress, off_bar = _Progress(len(todo)), "\n"  # a message leaves the bar's line
+        outcomes = job.restore_files(todo, jobs=args.jobs, on_video_frames=progress.video)
     with closing(outcomes):  # closed on Ctrl-C: the workers stop
         for outcome in outcomes:
             if outcome.status == "failed" or outcome.status == "unreadable":

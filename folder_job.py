@@ -236,12 +236,14 @@ class FolderJob:
 
             self.parser = load_parser(spec.parser, device=spec.device)
 
-    def restore_files(self, pairs: Iterable[tuple[Path, Path]], *, jobs: int | None = None) -> Iterator[FileOutcome]:
+    def restore_files(self, pairs: Iterable[tuple[Path, Path]], *, jobs: int | None = None,
+                      on_video_frames: Callable[[Path, int], None] | None = None) -> Iterator[FileOutcome]:
         """Restore each ``(input, output)`` pair; one outcome per pair, in the order they complete (not the
         order given). ``jobs`` threads (default ``default_jobs()``) decode, paste back and encode while the
         device detects and restores; the faces of several images share each network call, each restored
         as if its image were alone. A failure of one file is its outcome, never an exception; closing the
-        iterator (or an interrupt) stops the work, and files not yet written are left absent."""
+        iterator (or an interrupt) stops the work, and files not yet written are left absent. Videos come
+        after the images, one at a time; ``on_video_frames(video, frames_done)`` follows each one."""
         from .face_pipeline.stream import restore_stream
 
         jobs = default_jobs() if jobs is None else check_jobs(jobs)
@@ -249,16 +251,19 @@ class FolderJob:
         images = restore_stream([pair for pair in pairs if not is_video(pair[0])], _load_file, _save_file,
                                 self.restorer, self.detector, self.parser, detect=spec.detect, restore=self.restore,
                                 paste=spec.paste, aligned=spec.aligned, workers=jobs)
-        return self._then_videos(images, [pair for pair in pairs if is_video(pair[0])])
+        return self._then_videos(images, [pair for pair in pairs if is_video(pair[0])], on_video_frames)
 
-    def _then_videos(self, images: Iterator[FileOutcome], videos: list[tuple[Path, Path]]) -> Iterator[FileOutcome]:
+    def _then_videos(self, images: Iterator[FileOutcome], videos: list[tuple[Path, Path]],
+                     on_frames: Callable[[Path, int], None] | None) -> Iterator[FileOutcome]:
         yield from images
         for source, target in videos:
-            yield self.restore_video(source, target)
+            yield self.restore_video(source, target, on_frames)
 
-    def restore_video(self, source: Path, target: Path) -> FileOutcome:
+    def restore_video(self, source: Path, target: Path,
+                      on_frames: Callable[[Path, int], None] | None = None) -> FileOutcome:
         """Restore one video file into ``target`` (``video_file``): its frames a chunk at a time, landmarks
-        smoothed across them; a video without faces is copied as it is."""
+        smoothed across them, ``on_frames(source, frames_done)`` after each chunk; a video without faces is
+        copied as it is."""
         import torch
 
         from .face_pipeline.errors import FaceInputError
@@ -268,7 +273,7 @@ class FolderJob:
         if self.spec.aligned:
             return FileOutcome(source, "failed", "--aligned takes face crops, not videos")
         detect = dataclasses.replace(self.spec.detect, smoothing=self.spec.video_smoothing)
-        state = {"previous": [], "faces": 0}  # the last frame's faces (smoothing) and the faces so far (seeds)
+        state = {"previous": [], "faces": 0, "frames": 0}  # the last frame's faces (smoothing), counts so far
 
         def restore_frames(pixels):
             frames = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
@@ -277,6 +282,9 @@ class FolderJob:
                 restore=dataclasses.replace(self.restore, seed=self.restore.seed + state["faces"]),
                 frames_per_chunk=len(frames), previous_faces=state["previous"])
             state["previous"], state["faces"] = result.last_faces, state["faces"] + len(result.faces)
+            state["frames"] += len(frames)
+            if on_frames is not None:
+                on_frames(source, state["frames"])
             restored = result.images.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
             return restored, len(result.frames_with_faces), len(result.faces)
 

@@ -19,6 +19,7 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"}
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # the containers we write
 AV_MISSING = "restoring videos needs PyAV: pip install comfyui-gfpgan[video]"
 CRF = 16  # x264's constant quality: visually lossless for most footage (lower is larger and closer)
+FRAMES_PER_CALL = 16  # frames decoded and restored at a time: memory stays that of 16 frames, however long
 
 
 class VideoError(Exception):
@@ -57,11 +58,13 @@ RestoreFrames = Callable[["np.ndarray"], "tuple[np.ndarray, int, int]"]
 
 
 def restore_video(source: Path, partial: Path, target_suffix: str, restore_frames: RestoreFrames,
-                  frames_per_call: int = 16) -> VideoOutcome:
-    """Decode ``source``, hand its frames ``frames_per_call`` at a time to ``restore_frames`` (``[B,H,W,3]``
+                  frames_per_call: int | None = None) -> VideoOutcome:
+    """Decode ``source``, hand its frames ``frames_per_call`` (default ``FRAMES_PER_CALL``) at a time to
+    ``restore_frames`` (``[B,H,W,3]``
     uint8 RGB in, the same out, with how many of them had faces and how many faces) and encode the result,
     with the audio copied, into ``partial`` in the container of ``target_suffix``."""
     av = import_av()
+    frames_per_call = frames_per_call or FRAMES_PER_CALL
     try:
         container = av.open(str(source))
     except (av.FFmpegError, OSError) as error:

@@ -149,6 +149,24 @@ def test_a_phones_rotated_video_is_restored_upright(shared_dir, small_model, ret
     assert _psnr(frames[0][below_the_face], photo[below_the_face]) > 30
 
 
+def test_progress_follows_a_video_a_chunk_of_frames_at_a_time(clip, small_model, retinaface_weights, tmp_path,
+                                                               monkeypatch, capsys):
+    import comfyui_gfpgan.video_file as video_file
+    from comfyui_gfpgan.cli import _Progress
+    from comfyui_gfpgan.folder_job import FolderJob, JobSpec
+
+    monkeypatch.setattr(video_file, "FRAMES_PER_CALL", 5)
+    job = FolderJob(JobSpec(model=small_model, detector=str(retinaface_weights)))
+    calls = []
+    outcomes = list(job.restore_files([(clip, tmp_path / "clip.mp4")], on_video_frames=lambda *call: calls.append(call)))
+    assert [o.status for o in outcomes] == ["restored"] and calls == [(clip, 5), (clip, 10), (clip, 15), (clip, 16)]
+    progress = _Progress(1, interval=0)
+    progress.clock = lambda: 102.0
+    progress.file_done = progress.drawn = 100.0  # 2 s since the last file finished and the last redraw
+    progress.video(clip, 10)
+    assert capsys.readouterr().err.endswith("\rrestoring clip.mp4: 10 frames  5.00 frames/s")
+
+
 def test_output_names_keep_containers_that_take_any_codec():
     assert [output_name(Path(name)).name for name in ("a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.avi", "f.webm")] == [
         "a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.mkv", "f.mkv"]

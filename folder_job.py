@@ -268,6 +268,7 @@ class FolderJob:
 
         from .face_pipeline.errors import FaceInputError
         from .face_pipeline.pipeline import restore_faces_in_images
+        from .face_pipeline.stream import ITEM_ERRORS
         from .video_file import VideoError, restore_video
 
         if self.spec.aligned:
@@ -303,6 +304,8 @@ class FolderJob:
             return FileOutcome(source, "unreadable" if unreadable else "failed", _one_line(error))
         except OSError as error:
             return FileOutcome(source, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
+        except ITEM_ERRORS as error:  # as for images: too big for the device fails this video alone
+            return FileOutcome(source, "failed", _one_line(error))
         if not outcome.faces:
             return FileOutcome(source, "unchanged", f"no face found in {outcome.frames} frames, "
                                + ("written unchanged" if copied else f"re-encoded as {target.name}"))

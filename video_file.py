@@ -60,9 +60,8 @@ RestoreFrames = Callable[["np.ndarray"], "tuple[np.ndarray, int, int]"]
 def restore_video(source: Path, partial: Path, target_suffix: str, restore_frames: RestoreFrames,
                   frames_per_call: int | None = None) -> VideoOutcome:
     """Decode ``source``, hand its frames ``frames_per_call`` (default ``FRAMES_PER_CALL``) at a time to
-    ``restore_frames`` (``[B,H,W,3]``
-    uint8 RGB in, the same out, with how many of them had faces and how many faces) and encode the result,
-    with the audio copied, into ``partial`` in the container of ``target_suffix``."""
+    ``restore_frames`` (``[B,H,W,3]`` uint8 RGB in, the same out, with how many of them had faces and how many
+    faces) and encode the result, with the audio copied, into ``partial`` in the container of ``target_suffix``."""
     av = import_av()
     frames_per_call = frames_per_call or FRAMES_PER_CALL
     try:
@@ -79,8 +78,9 @@ def restore_video(source: Path, partial: Path, target_suffix: str, restore_frame
         try:
             with av.open(str(partial), mode="w", format=_FORMATS[target_suffix.lower()]) as out:
                 return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call, turns)
-        except av.FFmpegError as error:
-            raise VideoError(f"could not be re-encoded ({_first_line(error)})") from None
+        except (av.FFmpegError, ValueError) as error:  # PyAV refuses a codec the container cannot hold with ValueError
+            raise VideoError(f"stopped part way: a damaged frame, or a stream {target_suffix} cannot hold "
+                             f"({_first_line(error)})") from None
 
 
 def _quarter_turns(av, source: Path) -> int:

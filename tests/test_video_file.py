@@ -167,6 +167,54 @@ def test_progress_follows_a_video_a_chunk_of_frames_at_a_time(clip, small_model,
     assert capsys.readouterr().err.endswith("\rrestoring clip.mp4: 10 frames  5.00 frames/s")
 
 
+def test_a_stream_the_output_container_cannot_hold_fails_that_video_in_one_line(small_model, retinaface_weights,
+                                                                                tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    odd = inputs / "pcm.mp4"  # Matroska inside, with 8-bit PCM audio, which the MP4 muxer refuses
+    with av.open(str(odd), mode="w", format="matroska") as container:
+        video = container.add_stream("mpeg4", rate=Fraction(12))
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("pcm_u8", rate=8000, layout="mono")
+        for i in range(3):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")))
+        container.mux(video.encode(None))
+        samples = av.AudioFrame.from_ndarray(np.full((1, 800), 128, np.uint8), format="u8", layout="mono")
+        samples.sample_rate, samples.pts = 8000, 0
+        container.mux(audio.encode(samples))
+        container.mux(audio.encode(None))
+    _faceless_clip(inputs / "grey.mp4")
+    out = tmp_path / "out"
+    assert main(_args([inputs], out, small_model, retinaface_weights)) == 1
+    captured = capsys.readouterr()
+    line = next(line for line in captured.err.splitlines() if "pcm.mp4" in line)
+    assert line.strip().startswith(f"failed {odd}: stopped part way: a damaged frame, or a stream .mp4 cannot hold")
+    assert sorted(p.name for p in out.iterdir()) == ["grey.mp4"] and "Traceback" not in captured.err
+
+
+def test_running_out_of_memory_fails_that_video_alone(clip, small_model, retinaface_weights, shared_dir, tmp_path,
+                                                      capsys, monkeypatch):
+    import comfyui_gfpgan.face_pipeline.pipeline as pipeline
+
+    real = pipeline.restore_faces_in_images
+
+    def out_of_memory(frames, *args, **kwargs):  # for the big clip only
+        if frames.shape[-1] == 512:
+            raise MemoryError("cannot allocate 16 frames")
+        return real(frames, *args, **kwargs)
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "clip.mp4").write_bytes(clip.read_bytes())
+    _faceless_clip(inputs / "grey.mp4")
+    monkeypatch.setattr(pipeline, "restore_faces_in_images", out_of_memory)
+    assert main(_args([inputs], tmp_path / "out", small_model, retinaface_weights)) == 1
+    captured = capsys.readouterr()
+    assert f"failed {inputs / 'clip.mp4'}: cannot allocate 16 frames" in captured.err
+    assert "1 unchanged, 1 failed" in captured.out and "Traceback" not in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grey.mp4"]  # no partial file left
+
+
 def test_output_names_keep_containers_that_take_any_codec():
     assert [output_name(Path(name)).name for name in ("a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.avi", "f.webm")] == [
         "a.mp4", "b.MOV", "c.mkv", "d.m4v", "e.mkv", "f.mkv"]

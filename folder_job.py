@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .face_pipeline.errors import one_line
 from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
 from .video_file import VIDEO_SUFFIXES, is_video, output_name
 
@@ -112,7 +113,7 @@ def plan_targets(files: Iterable[tuple[Path, Path]], out_dir: Path,
     earlier input already claims."""
     todo, skipped, claimed = [], [], set()
     for path, name in files:
-        target = out_dir / (output_name(name) if is_video(path) else name)
+        target = out_dir / output_name(name)
         if target in claimed:
             skipped.append(FileOutcome(path, "skipped", f"an earlier input already wrote {target}"))
         elif target.exists() and not overwrite:
@@ -185,8 +186,9 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
-def _one_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+def _could_not_write(path: Path, target: Path, error: OSError) -> FileOutcome:
+    # the target, not the temporary file that the error's own message would name
+    return FileOutcome(path, "failed", f"could not write {target}: {error.strerror or one_line(error)}")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -266,7 +268,6 @@ class FolderJob:
         copied as it is."""
         import torch
 
-        from .face_pipeline.errors import FaceInputError
         from .face_pipeline.pipeline import restore_faces_in_images
         from .face_pipeline.stream import ITEM_ERRORS
         from .video_file import VideoError, restore_video
@@ -274,7 +275,7 @@ class FolderJob:
         if self.spec.aligned:
             return FileOutcome(source, "failed", "--aligned takes face crops, not videos")
         detect = dataclasses.replace(self.spec.detect, smoothing=self.spec.video_smoothing)
-        state = {"previous": [], "faces": 0, "frames": 0}  # the last frame's faces (smoothing), counts so far
+        state = {"previous": [], "faces": 0}  # the last frame's faces (smoothing) and the faces so far (seeds)
 
         def restore_frames(pixels):
             frames = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255)
@@ -283,32 +284,29 @@ class FolderJob:
                 restore=dataclasses.replace(self.restore, seed=self.restore.seed + state["faces"]),
                 frames_per_chunk=len(frames), previous_faces=state["previous"])
             state["previous"], state["faces"] = result.last_faces, state["faces"] + len(result.faces)
-            state["frames"] += len(frames)
-            if on_frames is not None:
-                on_frames(source, state["frames"])
             restored = result.images.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
             return restored, len(result.frames_with_faces), len(result.faces)
 
-        outcome, copied = None, target.suffix.lower() == source.suffix.lower()
+        outcome, same_container = None, target.suffix.lower() == source.suffix.lower()
+        progress = None if on_frames is None else (lambda done: on_frames(source, done))
 
         def write(partial: Path) -> None:
             nonlocal outcome
-            outcome = restore_video(source, partial, target.suffix, restore_frames)
-            if not outcome.faces and copied:
+            outcome = restore_video(source, partial, target.suffix, restore_frames, on_frames=progress)
+            if not outcome.faces and same_container:
                 shutil.copyfile(source, partial)  # nothing to restore: the original, not a re-encoded copy
 
         try:
             write_atomically(target, write)
-        except (VideoError, FaceInputError) as error:
-            unreadable = getattr(error, "unreadable", False)
-            return FileOutcome(source, "unreadable" if unreadable else "failed", _one_line(error))
+        except VideoError as error:
+            return FileOutcome(source, "unreadable" if error.unreadable else "failed", one_line(error))
         except OSError as error:
-            return FileOutcome(source, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
-        except ITEM_ERRORS as error:  # as for images: too big for the device fails this video alone
-            return FileOutcome(source, "failed", _one_line(error))
+            return _could_not_write(source, target, error)
+        except ITEM_ERRORS as error:  # as for images: bad frames, or too big for the device, fail this video alone
+            return FileOutcome(source, "failed", one_line(error))
         if not outcome.faces:
             return FileOutcome(source, "unchanged", f"no face found in {outcome.frames} frames, "
-                               + ("written unchanged" if copied else f"re-encoded as {target.name}"))
+                               + ("written unchanged" if same_container else f"re-encoded as {target.name}"))
         return FileOutcome(source, "restored", f"{outcome.frames} frames, faces in {outcome.frames_with_faces}",
                            faces=outcome.faces)
 
@@ -330,7 +328,7 @@ def _save_file(result) -> FileOutcome:
     """The stream's saver: write one ``StreamResult`` to its output and say what happened."""
     path, target = result.source
     if result.error is not None:
-        return FileOutcome(path, "failed", _one_line(result.error))
+        return FileOutcome(path, "failed", one_line(result.error))
     if result.frame is None:
         return FileOutcome(path, "unreadable", "not a readable image")
     try:
@@ -340,7 +338,7 @@ def _save_file(result) -> FileOutcome:
             return FileOutcome(path, "unchanged", "no face found, written unchanged")
         write_image(target, result.image[0].permute(1, 2, 0).numpy(), result.frame.meta)
     except JobError as error:
-        return FileOutcome(path, "failed", _one_line(error))
-    except OSError as error:  # (its message would name the temporary file)
-        return FileOutcome(path, "failed", f"could not write {target}: {error.strerror or _one_line(error)}")
+        return FileOutcome(path, "failed", one_line(error))
+    except OSError as error:
+        return _could_not_write(path, target, error)
     return FileOutcome(path, "restored", faces=result.faces)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .face_pipeline.errors import one_line
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -42,8 +44,9 @@ def is_video(path: Path) -> bool:
 
 
 def output_name(name: Path) -> Path:
-    """Where a video's output goes, by name: its own container where we write it, else .mkv."""
-    return name if name.suffix.lower() in _FORMATS else name.with_suffix(".mkv")
+    """An input's output name: a video keeps its container where we write it, else becomes .mkv; an image
+    keeps its name."""
+    return name.with_suffix(".mkv") if is_video(name) and name.suffix.lower() not in _FORMATS else name
 
 
 def import_av():
@@ -58,16 +61,18 @@ RestoreFrames = Callable[["np.ndarray"], "tuple[np.ndarray, int, int]"]
 
 
 def restore_video(source: Path, partial: Path, target_suffix: str, restore_frames: RestoreFrames,
-                  frames_per_call: int | None = None) -> VideoOutcome:
+                  frames_per_call: int | None = None,
+                  on_frames: Callable[[int], None] | None = None) -> VideoOutcome:
     """Decode ``source``, hand its frames ``frames_per_call`` (default ``FRAMES_PER_CALL``) at a time to
     ``restore_frames`` (``[B,H,W,3]`` uint8 RGB in, the same out, with how many of them had faces and how many
-    faces) and encode the result, with the audio copied, into ``partial`` in the container of ``target_suffix``."""
+    faces) and encode the result, with the audio copied, into ``partial`` in the container of ``target_suffix``;
+    ``on_frames(frames_done)`` after each call."""
     av = import_av()
     frames_per_call = frames_per_call or FRAMES_PER_CALL
     try:
         container = av.open(str(source))
     except (av.FFmpegError, OSError) as error:
-        raise VideoError(f"not a readable video ({_first_line(error)})", unreadable=True) from None
+        raise VideoError(f"not a readable video ({one_line(error)})", unreadable=True) from None
     with container:
         if not container.streams.video:
             raise VideoError("holds no video stream", unreadable=True)
@@ -77,10 +82,11 @@ def restore_video(source: Path, partial: Path, target_suffix: str, restore_frame
         audio_in = container.streams.audio[0] if container.streams.audio else None
         try:
             with av.open(str(partial), mode="w", format=_FORMATS[target_suffix.lower()]) as out:
-                return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call, turns)
+                return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call, turns,
+                                  on_frames)
         except (av.FFmpegError, ValueError) as error:  # PyAV refuses a codec the container cannot hold with ValueError
             raise VideoError(f"stopped part way: a damaged frame, or a stream {target_suffix} cannot hold "
-                             f"({_first_line(error)})") from None
+                             f"({one_line(error)})") from None
 
 
 def _quarter_turns(av, source: Path) -> int:
@@ -97,7 +103,7 @@ def _quarter_turns(av, source: Path) -> int:
 
 
 def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFrames, frames_per_call: int,
-               turns: int):
+               turns: int, on_frames: Callable[[int], None] | None):
     import numpy as np
 
     width, height = video_in.codec_context.width, video_in.codec_context.height
@@ -116,6 +122,8 @@ def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFr
         pixels = np.rot90(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]), turns, axes=(1, 2))
         restored, with_faces, faces = restore_frames(np.ascontiguousarray(pixels))
         counts[0], counts[1], counts[2] = counts[0] + len(frames), counts[1] + with_faces, counts[2] + faces
+        if on_frames is not None:
+            on_frames(counts[0])
         for like, rgb in zip(frames, restored):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts, frame.time_base = like.pts, like.time_base
@@ -139,8 +147,3 @@ def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFr
     if counts[0] == 0:
         raise VideoError("holds no decodable frame", unreadable=True)
     return VideoOutcome(*counts)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

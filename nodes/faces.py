@@ -195,9 +195,9 @@ def fidelity_input():
     return io.Float.Input("fidelity", default=1.0, min=0.0, max=1.0, step=0.01,
                           tooltip="How strongly the input face steers the result, per model family. GFPGAN: the "
                           "CS-SFT weight (1 = official output; lower leans on the face prior). CodeFormer: its w "
-                          "(1 = closest to the input; picking a CodeFormer model sets upstream's 0.5 here unless you changed the "
-                          "value). RestoreFormer, RestoreFormer++, GPEN "
-                          "and ONNX files without a weight input have no such knob: ignored (the log says so)")
+                          "(1 = closest to the input; picking a CodeFormer model sets upstream's 0.5 here unless you "
+                          "changed the value). RestoreFormer, RestoreFormer++, GPEN and ONNX files without a weight "
+                          "input have no such knob: ignored (the log says so)")
 
 
 def noise_inputs() -> list:

@@ -65,7 +65,8 @@ def log_knobs(restorer: FaceRestorer) -> None:
         logging.warning("[GFPGAN] %s: %s; the restore nodes' fidelity is ignored for it",
                         restorer.path or restorer.arch, family.no_fidelity_note)
     elif family.default_fidelity != 1.0:
-        logging.info("[GFPGAN] %s: fidelity drives %s's %s; upstream's default is %s (the widget's 1.0 is GFP-GAN's)",
+        logging.info("[GFPGAN] %s: fidelity drives %s's %s; upstream's default is %s (the frontend sets it when the "
+                     "file is picked; a prompt from the API gets the value it sends)",
                      restorer.path or restorer.arch, family.name, family.fidelity, family.default_fidelity)
 
 

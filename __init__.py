@@ -11,6 +11,6 @@ WEB_DIRECTORY = "./web"  # ComfyUI serves it under /extensions/<folder>/: the no
 
 async def comfy_entrypoint():
     """Called by ComfyUI at start-up; returns the pack's V3 extension."""
-    from .nodes import GFPGANExtension
+    from .nodes.extension import GFPGANExtension
 
     return GFPGANExtension()

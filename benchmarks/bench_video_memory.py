@@ -59,7 +59,7 @@ def run_child(frames: int, faces_every: int, working_size: int) -> dict:
     import folder_paths
 
     folder_paths.models_dir = str(models)
-    import comfyui_gfpgan.nodes as nodes
+    import comfyui_gfpgan.nodes.extension as nodes
 
     model = nodes.LoadGFPGANModel.execute("seeded.safetensors", "fp32").result[0]
     detector = nodes.LoadFaceDetector.execute("retinaface.safetensors").result[0]

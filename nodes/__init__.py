@@ -1,37 +1,5 @@
-"""ComfyUI nodes (V3 schema): thin adapters over the face pipeline."""
+"""ComfyUI nodes (V3 schema): thin adapters over the face pipeline.
 
-from __future__ import annotations
-
-from comfy_api.v0_0_2 import ComfyExtension, io
-
-from .common import register_model_folders
-from .faces import DetectFaces, PasteFaces, RestoreFaces
-from .loaders import GFPGANFromUpscaleModel, LoadFaceDetector, LoadFaceParser, LoadGFPGANModel
-from .restore import GFPGANFaceRestore
-from .routes import register_routes
-from .segs import FacesToSEGS, FilterFacesBySEGS
-
-NODES: list[type[io.ComfyNode]] = [
-    LoadGFPGANModel,
-    LoadFaceDetector,
-    LoadFaceParser,
-    DetectFaces,
-    RestoreFaces,
-    PasteFaces,
-    GFPGANFaceRestore,
-    GFPGANFromUpscaleModel,
-    FacesToSEGS,
-    FilterFacesBySEGS,
-]
-
-
-class GFPGANExtension(ComfyExtension):
-    async def on_load(self) -> None:
-        register_model_folders()
-
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return NODES
-
-
-register_model_folders()  # before any schema lists the folders' files
-register_routes()  # before ComfyUI's server adds its routes to the app, which it does after loading the packs
+``extension`` is what ComfyUI loads (it needs ComfyUI's ``comfy_api``); ``peer_workflows`` is framework-free,
+so the CLI can move other packs' workflows to these nodes without ComfyUI.
+"""

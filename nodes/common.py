@@ -31,8 +31,10 @@ def register_model_folders() -> None:
     for key, folder in (
         (GFPGAN_FOLDER, "facerestore_models"),
         (GFPGAN_FOLDER, "gfpgan"),
+        (GFPGAN_FOLDER, "face_restoration"),  # lucak5s/comfyui_gfpgan's
         (DETECTION_FOLDER, "facedetection"),
         (DETECTION_FOLDER, "facexlib"),
+        (DETECTION_FOLDER, "face_detection"),  # lucak5s/comfyui_gfpgan's
     ):
         folder_paths.add_model_folder_path(key, os.path.join(models, folder))
 

@@ -51,3 +51,25 @@ def free_memory(patcher: Any, device: torch.device) -> int:
     if own is not None:
         return int(own(device))
     return int(model_management.get_free_memory(device))
+
+
+async def register_node_replacements(peers) -> bool:
+    """Register ``peers`` (``peer_workflows.PeerNode``) with ComfyUI's node replacement where it has one (0.19 on:
+    ``io.NodeReplace``, ``ComfyAPI().node_replacement``): ``/prompt`` then rewrites a prompt naming a peer node
+    that is not installed, and the frontend offers the swap. False, and nothing done, where it is missing."""
+    node_replace = getattr(io, "NodeReplace", None)
+    try:
+        from comfy_api.v0_0_2 import ComfyAPI
+
+        registry = getattr(ComfyAPI(), "node_replacement", None)
+    except (ImportError, TypeError, RuntimeError):
+        registry = None
+    if node_replace is None or registry is None:
+        return False
+    for peer in peers:
+        # every input by its own id: the twin's inputs are the peer's (an input the prompt lacks would fail there)
+        await registry.register(node_replace(
+            new_node_id=peer.our_type, old_node_id=peer.peer_type, old_widget_ids=list(peer.widgets),
+            input_mapping=[{"new_id": name, "old_id": name} for name in peer.inputs],
+        ))
+    return True

@@ -1,4 +1,7 @@
-"""The HTTP route behind the pack's frontend extension (``web/fidelity_defaults.js``).
+"""The HTTP routes behind the pack's frontend extensions (``web/fidelity_defaults.js``, ``web/peer_workflows.js``).
+
+``GET /gfpgan/peer_nodes`` is ``peer_workflows.replacement_table()``: which other packs' node types this pack has
+twins of, so the frontend can move a loaded workflow onto them where ComfyUI has no node replacement.
 
 ``GET /gfpgan/model_info?model_name=NAME`` says which family a file listed in ``facerestore_models`` is, so
 that a restore node's fidelity widget can start at that family's default (CodeFormer's w is 0.5 upstream,
@@ -15,8 +18,10 @@ import logging
 from ..face_restorers import identify_file
 from ..model_files import ModelLoadError
 from .common import GFPGAN_FOLDER, RESTORER_SUFFIXES, file_fingerprint, weight_files
+from .peer_workflows import replacement_table
 
 MODEL_INFO_ROUTE = "/gfpgan/model_info"
+PEER_NODES_ROUTE = "/gfpgan/peer_nodes"
 _registered = False
 
 
@@ -65,6 +70,10 @@ def register_routes() -> bool:
         body, status = await asyncio.to_thread(model_info, request.query.get("model_name", ""))
         return web.json_response(body, status=status)
 
+    @routes.get(PEER_NODES_ROUTE)
+    async def _peer_nodes(request: web.Request) -> web.Response:
+        return web.json_response(replacement_table())
+
     _registered = True
-    logging.debug("[GFPGAN] route %s registered", MODEL_INFO_ROUTE)
+    logging.debug("[GFPGAN] routes %s, %s registered", MODEL_INFO_ROUTE, PEER_NODES_ROUTE)
     return True

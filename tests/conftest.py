@@ -125,7 +125,7 @@ def comfy_nodes(tmp_path_factory, official_weight_files, retinaface_weights):
 
     folder_paths.models_dir = str(models_dir)  # the nodes register their folders under it on import
     folder_paths.set_temp_directory(str(tmp_path_factory.mktemp("comfy_temp")))  # where node previews go
-    import comfyui_gfpgan.nodes as module
+    import comfyui_gfpgan.nodes.extension as module
 
     return module
 

@@ -133,8 +133,28 @@ class ComfyNode:
         }
 
 
+class NodeReplace:
+    """ComfyUI 0.19's ``io.NodeReplace``: which node stands in for a missing one, and how its inputs map."""
+
+    def __init__(self, new_node_id, old_node_id, old_widget_ids=None, input_mapping=None, output_mapping=None):
+        self.new_node_id, self.old_node_id, self.old_widget_ids = new_node_id, old_node_id, old_widget_ids
+        self.input_mapping, self.output_mapping = input_mapping, output_mapping
+
+
+class ComfyAPI:
+    """``ComfyAPI().node_replacement.register`` (async), recording into ``registered`` (the server's manager)."""
+
+    registered: list[NodeReplace] = []
+
+    def __init__(self):
+        async def register(node_replace: NodeReplace) -> None:
+            ComfyAPI.registered.append(node_replace)
+
+        self.node_replacement = SimpleNamespace(register=register)
+
+
 io = SimpleNamespace(
-    Schema=Schema, ComfyNode=ComfyNode, NodeOutput=NodeOutput, Custom=Custom,
+    Schema=Schema, ComfyNode=ComfyNode, NodeOutput=NodeOutput, Custom=Custom, NodeReplace=NodeReplace,
     Image=Image, Mask=Mask, UpscaleModel=UpscaleModel, SEGS=SEGS, Float=Float, Int=Int, Boolean=Boolean, String=String, Combo=Combo,
 )
 

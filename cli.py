@@ -1,4 +1,4 @@
-"""Command-line interface: ``comfyui-gfpgan {restore,inspect,convert,make-test-model,download}``."""
+"""Command-line interface: ``comfyui-gfpgan {restore,inspect,convert,make-test-model,download,migrate-workflow}``."""
 
 from __future__ import annotations
 
@@ -276,6 +276,22 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_workflow(args: argparse.Namespace) -> int:
+    from .nodes.peer_workflows import migrate_file
+
+    source, target = Path(args.input), Path(args.output)
+    if target.exists() and not args.overwrite:
+        raise UserError(f"{target} exists (use --overwrite)")
+    changes = migrate_file(source, target)
+    if not changes:
+        print(f"{source}: no facerestore_cf, ReActor or lucak5s/comfyui_gfpgan node to move; nothing written")
+        return 0
+    for change in changes:
+        print(change)
+    print(f"wrote {target} ({len(changes)} node{'s' if len(changes) != 1 else ''} moved to this pack)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
     from .folder_job import default_jobs
@@ -375,6 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--dir", default="models", help="destination folder")
     download.add_argument("--overwrite", action="store_true")
     download.set_defaults(run=cmd_download)
+
+    migrate = commands.add_parser(
+        "migrate-workflow", help="move a workflow made with facerestore_cf, ReActor or lucak5s/comfyui_gfpgan onto "
+        "this pack's nodes",
+        description="Rewrites the face-restore nodes of facerestore_cf, ReActor and lucak5s/comfyui_gfpgan in a "
+        "ComfyUI workflow (UI or API JSON, or a PNG holding them) to this pack's twins of them; links, widget "
+        "values, titles and positions are kept. A workflow with a node this pack has no twin of (face swapping) is "
+        "refused and nothing is written.")
+    migrate.add_argument("input", help="workflow .json (UI or API format) or a .png saved by ComfyUI")
+    migrate.add_argument("-o", "--output", required=True, help="where to write the migrated copy (never the input)")
+    migrate.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    migrate.set_defaults(run=cmd_migrate_workflow)
     return parser
 
 

@@ -44,7 +44,8 @@ from .common import (
     weight_files,
 )
 from .loaders import _load_restorer
-from .peer_workflows import FACE_DETECTION_CHOICES
+from .compat import schema_extras
+from .peer_workflows import FACE_DETECTION_CHOICES, PEER_NODES
 from .restore import GFPGANFaceRestore
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,11 @@ def _check_restorer(name: str) -> bool | str:
 
 
 def _peer_schema(node_id: str, display_name: str, description: str, inputs: list, outputs: list) -> io.Schema:
+    peer = next(p for p in PEER_NODES if p.our_type == node_id)
+    aliases = [peer.peer_type.lower(), peer.pack.split(" ")[0].lower(), "face restore"]
     return io.Schema(node_id=node_id, display_name=display_name, category=PEER_CATEGORY, inputs=inputs,
-                     outputs=outputs, description=description + " Runs this pack's pipeline.")
+                     outputs=outputs, description=description + " Runs this pack's pipeline.",
+                     **schema_extras(search_aliases=aliases))
 
 
 def _image_output():

@@ -66,6 +66,10 @@ def comfyui(tmp_path_factory, official_weight_files, retinaface_weights, shared_
     export_onnx(WeightedStandIn(seed=5), (torch.zeros(1, 3, 512, 512), torch.tensor([0.5], dtype=torch.float64)),
                 models / "facerestore" / "codeformer-standin.onnx", ["input", "weight"])
     shutil.copy(retinaface_weights, models / "facexlib" / "retinaface_mobilenet0.25.safetensors")
+    # What facerestore_cf's and ReActor's users keep: the detector under facexlib's name (the MobileNet weights:
+    # the keys tell the backbone, not the name) and CodeFormer under the name facerestore_cf's workflows use.
+    shutil.copy(retinaface_weights, models / "facexlib" / "detection_Resnet50_Final.safetensors")
+    shutil.copy(models / "facerestore" / "codeformer-seeded.pth", models / "facerestore" / "codeformer-v0.1.0.pth")
     from spandrel.architectures.Compact.__arch.SRVGG import SRVGGNetCompact
 
     torch.manual_seed(0)
@@ -165,7 +169,10 @@ def test_pack_imports_cleanly(comfyui):
     ours = {name for name, spec in info.items() if "comfyui-gfpgan" in spec["python_module"]}
     assert ours == {"GFPGANModelLoader", "GFPGANFaceDetectorLoader", "GFPGANFaceParserLoader", "GFPGANDetectFaces",
                     "GFPGANRestoreFaces", "GFPGANPasteFaces", "GFPGANFaceRestore", "GFPGANFromUpscaleModel",
-                    "GFPGANFacesToSEGS", "GFPGANFilterFacesBySEGS"}
+                    "GFPGANFacesToSEGS", "GFPGANFilterFacesBySEGS",
+                    # twins of other packs' nodes, for their workflows (nodes/peers.py)
+                    "GFPGANPeerFaceRestoreModelLoader", "GFPGANPeerFaceRestoreCFWithModel", "GFPGANPeerCropFace",
+                    "GFPGANPeerReActorRestoreFace", "GFPGANPeerReActorRestoreFaceAdvanced", "GFPGANPeerGFPGANRestorer"}
     spec = info["GFPGANModelLoader"]["input"]["required"]["model_name"]
     options = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     # found through extra_model_paths.yaml, every family listed
@@ -428,3 +435,77 @@ def test_fidelity_widget_follows_the_models_family_in_the_frontend(comfyui):
         "loaded": [1.0, 0.5],  # as saved: nothing moves while a workflow loads
         "loaded_then_gfpgan": [1.0, 1.0],  # the one at CodeFormer's default follows, the user's 1.0 stays
     }
+
+
+PEER_WORKFLOWS = Path(__file__).parent / "peer_workflows"
+
+
+def _peer_prompt(name: str) -> dict:
+    """An API prompt as facerestore_cf's / ReActor's users post it, with this test's image and model files."""
+    prompt = json.loads((PEER_WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "LoadImage":
+            inputs["image"] = "portrait.png"
+        if inputs.get("model") == "GFPGANv1.4.pth":  # that name is the missing-file test's
+            inputs["model"] = "GFPGANv1.4-seeded.pth"
+    return prompt
+
+
+def _has_node_replacement(comfyui) -> bool:
+    try:
+        return bool(_request(f"{comfyui['url']}/node_replacements"))
+    except urllib.error.HTTPError:
+        return False
+
+
+def _assert_face_restored(comfyui, shared_dir, outputs: dict) -> None:
+    import cv2
+
+    files = _saved_images(comfyui, outputs)
+    result = cv2.imread(str(files[0]))
+    original = cv2.imread(str(shared_dir / "images" / "grace_hopper.jpg"))
+    assert len(files) == 1 and result.shape == original.shape
+    changed = np.abs(result.astype(int) - original.astype(int)).max(axis=2) > 8
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() > 0.03 and 200 < xs.mean() < 330 and 130 < ys.mean() < 300  # the face, nothing else
+    assert not changed[:30].any() and not changed[380:].any()
+
+
+@pytest.mark.parametrize("name", ["facerestore_cf_api", "reactor_api"])
+def test_peer_api_prompts_run_as_apps_post_them(comfyui, shared_dir, name):
+    """Where ComfyUI has node replacement (0.19 on) /prompt moves facerestore_cf's and ReActor's nodes onto our
+    twins; before it, ComfyUI refuses the unknown node types, and the migrated prompt runs."""
+    from comfyui_gfpgan.nodes.peer_workflows import migrate_api_prompt
+
+    prompt = _peer_prompt(name)
+    if _has_node_replacement(comfyui):
+        replaced = _request(f"{comfyui['url']}/node_replacements")
+        assert {"FaceRestoreCFWithModel", "FaceRestoreModelLoader", "ReActorRestoreFace"} <= set(replaced)
+        _assert_face_restored(comfyui, shared_dir, _run(comfyui, prompt))
+    else:
+        request = urllib.request.Request(f"{comfyui['url']}/prompt", data=json.dumps({"prompt": prompt}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(request, timeout=30)
+    _assert_face_restored(comfyui, shared_dir, _run(comfyui, migrate_api_prompt(prompt).workflow))
+
+
+def test_codeformer_weight_drives_codeformer_only_through_the_twins(comfyui, shared_dir):
+    """facerestore_cf's node: a GFP-GAN file gives the same face at codeformer_fidelity 0.5 and 1.0, a CodeFormer
+    file different faces."""
+    import cv2
+
+    from comfyui_gfpgan.nodes.peer_workflows import migrate_api_prompt
+
+    def restored(model: str, fidelity: float) -> np.ndarray:
+        prompt = migrate_api_prompt(_peer_prompt("facerestore_cf_api")).workflow
+        prompt["2"]["inputs"]["model_name"] = model
+        prompt["3"]["inputs"]["codeformer_fidelity"] = fidelity
+        prompt["4"]["inputs"]["filename_prefix"] = f"peers/{model}-{fidelity}"
+        return cv2.imread(str(_saved_images(comfyui, _run(comfyui, prompt))[0])).astype(int)
+
+    gfpgan = [restored("GFPGANv1.4-seeded.pth", w) for w in (0.5, 1.0)]
+    codeformer = [restored("codeformer-v0.1.0.pth", w) for w in (0.5, 1.0)]
+    assert np.array_equal(gfpgan[0], gfpgan[1])
+    assert np.abs(codeformer[0] - codeformer[1]).max(axis=2)[130:300, 200:330].mean() > 4

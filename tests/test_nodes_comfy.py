@@ -21,6 +21,13 @@ from factories import IdentityRestorer
 from node_info import node_inputs
 
 
+def node_module(name: str):
+    """A module of the nodes package (imported once the comfy_nodes fixture has put ComfyUI or its stand-in on the path)."""
+    import importlib
+
+    return importlib.import_module(f"comfyui_gfpgan.nodes.{name}")
+
+
 @pytest.fixture(scope="module")
 def nodes(comfy_nodes):
     return comfy_nodes
@@ -162,7 +169,7 @@ def test_restore_and_paste_retry_after_out_of_memory(nodes, loaded, photo, monke
     model, detector = loaded
     faces, crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 640).result
     identity = IdentityRestorer()
-    restorer = nodes.common.patch(identity, as_face_restorer(identity))  # same code path, no 512 px network on the CPU
+    restorer = node_module('common').patch(identity, as_face_restorer(identity))  # same code path, no 512 px network on the CPU
     chunk_sizes, pastes = [], []
     real_restore, real_paste = faces_module.restore_crops, faces_module.paste_faces
 
@@ -264,7 +271,7 @@ def test_seed_control_starts_fixed_where_comfyui_takes_a_mode(nodes, monkeypatch
     assert compat.seed_control() is ControlAfterGenerate.fixed
     monkeypatch.delattr(io, "ControlAfterGenerate")
     assert compat.seed_control() is True
-    assert nodes.segs.SEGS is getattr(io, "SEGS", nodes.segs.SEGS)
+    assert node_module('segs').SEGS is getattr(io, "SEGS", node_module('segs').SEGS)
 
 
 def test_detect_faces_shows_its_preview_on_the_node(nodes, loaded, photo):
@@ -280,14 +287,14 @@ def test_detect_faces_shows_its_preview_on_the_node(nodes, loaded, photo):
     pixels = torch.from_numpy(np.array(saved.convert("RGB"))).float() / 255
     assert (pixels - preview[0]).abs().max() <= 1 / 255 + 1e-6  # the preview output, as 8-bit PNG
     many = nodes.DetectFaces.execute(torch.zeros(10, 32, 32, 3), detector, 0.97, "all", 1, 0, 0, 640)
-    assert len(many.ui.as_dict()["images"]) == nodes.common.PREVIEW_FRAMES < 10  # a long video: the first frames
+    assert len(many.ui.as_dict()["images"]) == node_module('common').PREVIEW_FRAMES < 10  # a long video: the first frames
 
 
 def test_detect_faces_crops_at_the_models_size_and_paste_takes_them(nodes, loaded, photo):
     _, detector = loaded
     small = IdentityRestorer()
     small.out_size = 256
-    model = nodes.common.patch(small, as_face_restorer(small))
+    model = node_module('common').patch(small, as_face_restorer(small))
     faces, crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 0, gfpgan_model=model).result
     assert crops.shape == (1, 256, 256, 3) and faces.crop_size == 256
     _, default_crops, _ = nodes.DetectFaces.execute(photo, detector, 0.97, "all", 1, 0, 0, 0).result
@@ -305,7 +312,7 @@ def test_restore_faces_says_which_crops_a_model_needs(nodes, loaded):
     small = IdentityRestorer()
     small.out_size = 256
     with pytest.raises(ValueError) as error:
-        nodes.RestoreFaces.execute(nodes.common.patch(small, as_face_restorer(small)), torch.rand(1, 512, 512, 3), 1.0, "fixed", 0)
+        nodes.RestoreFaces.execute(node_module('common').patch(small, as_face_restorer(small)), torch.rand(1, 512, 512, 3), 1.0, "fixed", 0)
     message = str(error.value)
     assert "restores 256x256" in message and "got 512x512" in message and "GFPGAN Face Restore" in message
     assert "use Detect Faces)" not in message  # Detect Faces makes 512 px crops: no help for this model

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_video_memory.py [--frames 60 120] [--faces-every 30] [--working-size 640]
 
-Each batch size runs in a fresh subprocess: the GFPGAN Face Restore node's ``execute`` (as ComfyUI calls
+Each batch size runs in a fresh subprocess: the Face Restore All-in-One (GFPGAN) node's ``execute`` (as ComfyUI calls
 it; tests/comfy_stub stands in for ComfyUI where it is not importable) on 1920x1080 float32 frames held
 as ComfyUI holds an IMAGE ([B,H,W,C]), with two faces (the shared photos) in the last frame of every
 ``--faces-every`` frames and in the final one, landmark smoothing on, a seeded official-size
@@ -118,7 +118,7 @@ def main() -> None:
             sys.exit(f"{frames} frames failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     gb = 1e9
-    print(f"GFPGAN Face Restore, {WIDTH}x{HEIGHT} float32 frames, 2 faces every {args.faces_every} frames, "
+    print(f"Face Restore All-in-One (GFPGAN), {WIDTH}x{HEIGHT} float32 frames, 2 faces every {args.faces_every} frames, "
           f"fp32 on CPU, working_size {args.working_size}")
     print("| frames | faces | output IMAGE | extra peak RSS | extra peak / output | time |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -173,7 +173,7 @@ def crop_size_message(size: int, got: tuple[int, int]) -> str:
     if size == 512:
         return f"face crops must be 512x512 (use Detect Faces), got {got[1]}x{got[0]}"
     return (f"this face restore model restores {size}x{size} face crops, got {got[1]}x{got[0]}; connect the model "
-            f"to Detect Faces' gfpgan_model input so it crops at {size} px, or use GFPGAN Face Restore, which aligns "
+            f"to Detect Faces' gfpgan_model input so it crops at {size} px, or use Face Restore All-in-One (GFPGAN), which aligns "
             f"the faces at the model's size")
 
 

@@ -37,7 +37,7 @@ class GFPGANFaceRestore(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="GFPGANFaceRestore",
-            display_name="GFPGAN Face Restore",
+            display_name="Face Restore All-in-One (GFPGAN)",
             category=CATEGORY,
             **schema_extras(search_aliases=[
                 "face restore", "gfpgan", "restore faces", "face fix", "fix faces", "face enhance", "facerestore", "restore face",

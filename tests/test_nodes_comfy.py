@@ -314,7 +314,7 @@ def test_restore_faces_says_which_crops_a_model_needs(nodes, loaded):
     with pytest.raises(ValueError) as error:
         nodes.RestoreFaces.execute(node_module('common').patch(small, as_face_restorer(small)), torch.rand(1, 512, 512, 3), 1.0, "fixed", 0)
     message = str(error.value)
-    assert "restores 256x256" in message and "got 512x512" in message and "GFPGAN Face Restore" in message
+    assert "restores 256x256" in message and "got 512x512" in message and "Face Restore All-in-One (GFPGAN)" in message
     assert "use Detect Faces)" not in message  # Detect Faces makes 512 px crops: no help for this model
 
 
@@ -343,3 +343,54 @@ def test_registry_metadata_is_complete():
     icon = comfy["Icon"]
     assert icon.startswith("https://raw.githubusercontent.com/") and (root / icon.split("/main/", 1)[1]).is_file()
     assert comfy["requires-comfyui"] == ">=0.3.64"  # the oldest ComfyUI these tests ran against
+
+
+def test_registry_archive_leaves_out_tests_and_holds_what_the_nodes_need():
+    """comfy-cli archives the git-tracked files minus .comfyignore: no tests or benchmarks, every file the pack
+    loads (its modules, web/, workflows/) kept."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    ignored = [line.strip().rstrip("/") + "/" for line in (root / ".comfyignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    archived = [path for path in tracked if not any(path.startswith(prefix) for prefix in ignored)]
+    assert not [p for p in archived if p.startswith(("tests/", "benchmarks/"))]
+    for needed in ("__init__.py", "nodes/extension.py", "web/fidelity_defaults.js", "web/peer_workflows.js",
+                   "workflows/gfpgan_restore_simple.json", "web/docs/GFPGANFaceRestore.md", "requirements.txt"):
+        assert needed in archived or not (root / needed).exists(), needed
+
+
+def _pack_modules_imported_by(file: Path):
+    """The pack's own module files that ``file`` imports (relative imports: ``from ..x import y``)."""
+    import ast
+
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = file.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = base.joinpath(*node.module.split(".")) if node.module else base
+            for candidate in (target, *(target / alias.name for alias in node.names)):
+                for module in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+                    if module.is_file():
+                        yield module
+
+
+def test_no_node_or_route_reaches_network_code():
+    """The Comfy Registry scans for network use: the only download code (the CLI's) is not imported by nodes/."""
+    root = Path(__file__).resolve().parents[1]
+    seen, todo = set(), [root / "nodes" / "extension.py"]
+    while todo:
+        file = todo.pop()
+        if file not in seen:
+            seen.add(file)
+            todo += _pack_modules_imported_by(file)
+    reached = {str(f.relative_to(root)) for f in seen}
+    assert {"nodes/peers.py", "nodes/routes.py", "face_pipeline/pipeline.py"} <= reached  # the walk follows imports
+    assert "cli.py" not in reached and "ray_job.py" not in reached
+    for path in reached:
+        source = (root / path).read_text()
+        assert "urlopen" not in source and "import requests" not in source and "subprocess" not in source, path

@@ -12,6 +12,11 @@ from ..face_restorers import COMPUTE_DTYPES, FaceRestorer, as_face_restorer
 from .errors import FaceInputError
 
 NOISE_MODES = ("fixed", "seeded")
+# A seed is a signed 64-bit integer's worth: face i draws from seed + i, and torch.Generator.manual_seed takes
+# 0 .. 2**64 - 1 (above that: "Overflow when unpacking long long"), so seed + any face count still fits.
+# (manual_seed also takes negatives, wrapped to 2**64 + s; they stay refused, one seed one spelling.)
+SEED_MAX = 2**63 - 1
+_GENERATOR_SEED_MAX = 2**64 - 1
 
 
 def check_restore_options(
@@ -29,12 +34,16 @@ def check_restore_options(
     for name, value in (("fidelity", fidelity), ("blend", blend)):
         if not 0.0 <= value <= 1.0:  # (NaN fails too)
             raise FaceInputError(f"{name} must lie in [0, 1], got {value}")
-    if not isinstance(seed, numbers.Integral) or seed < 0:
-        raise FaceInputError(f"seed must be a whole number >= 0, got {seed!r}")
+    _check_seed("seed", seed, SEED_MAX)
     if chunk_size is not None and (not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
         raise FaceInputError(f"chunk_size (faces per network call) must be None (automatic) or >= 1, got {chunk_size!r}")
     if dtype is not None and dtype not in COMPUTE_DTYPES:
         raise FaceInputError(f"compute dtype must be torch.float32 or torch.bfloat16 (float16 overflows), got {dtype}")
+
+
+def _check_seed(name: str, seed, maximum: int) -> None:
+    if not isinstance(seed, numbers.Integral) or not 0 <= seed <= maximum:
+        raise FaceInputError(f"{name} must be a whole number in 0..{maximum}, got {seed!r}")
 
 
 def _run_chunk(
@@ -88,27 +97,30 @@ def restore_crops(
     ``seeds[i]`` where ``seeds`` are given (one per crop: a batch that gathers the faces of several
     images seeds each as a run over its own image would).
     """
-    check_restore_options(fidelity=fidelity, noise=noise, seed=seed, chunk_size=chunk_size, dtype=dtype, blend=blend)
-    if seeds is not None:
-        seeds = list(seeds)
-        if len(seeds) != crops.shape[0]:
-            raise FaceInputError(f"{len(seeds)} seeds for {crops.shape[0]} face crops (give one per crop)")
-        for face_seed in seeds:
-            check_restore_options(seed=face_seed)
+    check_restore_options(fidelity=fidelity, noise=noise, chunk_size=chunk_size, dtype=dtype, blend=blend)
+    # The seeds here are a user's seed (<= SEED_MAX, checked in RestoreSettings) plus a face offset, as the
+    # pipeline and the stream pass them: what they must fit is the generator's own range.
+    _check_seed("seed", seed, _GENERATOR_SEED_MAX)
     restorer = as_face_restorer(restorer)
     size = restorer.crop_size
     if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[-2:] != (size, size):
         raise FaceInputError(f"expected face crops of shape [N,3,{size},{size}], got {tuple(crops.shape)}")
     if not crops.is_floating_point():
         raise FaceInputError(f"face crops must be float in 0..1, got {crops.dtype}")
+    if seeds is None:
+        seeds = [seed + i for i in range(crops.shape[0])]
+    seeds = list(seeds)
+    if len(seeds) != crops.shape[0]:
+        raise FaceInputError(f"{len(seeds)} seeds for {crops.shape[0]} face crops (give one per crop)")
+    for face_seed in seeds:
+        _check_seed("seed", face_seed, _GENERATOR_SEED_MAX)
     total = crops.shape[0]
     restored = torch.empty_like(crops, dtype=torch.float32)
     done, chunk = 0, chunk_size or default_chunk_size(restorer.device)
     while done < total:
         end = min(total, done + chunk)
         try:
-            chunk_seeds = seeds[done:end] if seeds is not None else [seed + i for i in range(done, end)]
-            out = _run_chunk(restorer, crops[done:end], fidelity, noise, chunk_seeds, dtype)
+            out = _run_chunk(restorer, crops[done:end], fidelity, noise, seeds[done:end], dtype)
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise

@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.restore import restore_crops
 from comfyui_gfpgan.face_restorers import CompiledNetwork
 
@@ -105,6 +106,24 @@ def test_out_of_memory_halves_the_chunk(crops):
 def test_bad_settings(network, crops, kwargs, message):
     with pytest.raises(ValueError, match=message):
         restore_crops(network, crops, **kwargs)
+
+
+def test_seeds_outside_the_generators_range_are_one_line_errors(network, crops):
+    from comfyui_gfpgan.face_pipeline.pipeline import RestoreSettings
+
+    SEED_MAX = 2**63 - 1  # a signed 64-bit integer's range: seed + a face index then fits the generator's
+    for seed in (10**23, SEED_MAX + 1, -1, 1.5):  # 10**23 once died in torch: "Overflow when unpacking long long"
+        with pytest.raises(FaceInputError, match=r"seed must be a whole number in 0\.\.9223372036854775807") as error:
+            RestoreSettings(noise="seeded", seed=seed)
+        assert "\n" not in str(error.value)
+    RestoreSettings(noise="seeded", seed=SEED_MAX)
+    # the largest seed, plus the face offsets the pipeline adds, still drives the generator
+    out = restore_crops(network, crops[:2], noise="seeded", seed=SEED_MAX + 3)
+    assert out.shape == (2, 3, 64, 64) and torch.isfinite(out).all()
+    with pytest.raises(FaceInputError, match="seed must be a whole number in 0..18446744073709551615"):
+        restore_crops(network, crops[:2], noise="seeded", seed=2**64 - 1)  # the second face's seed is 2**64
+    with pytest.raises(FaceInputError, match="seed must be"):
+        restore_crops(network, crops[:2], noise="seeded", seeds=[1, 10**23])
 
 
 def test_wrong_crop_size(network):

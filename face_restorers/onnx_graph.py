@@ -18,6 +18,10 @@ from ..model_files import ModelLoadError
 # Names a CodeFormer-style export gives its fidelity input (FaceFusion and ReActor look for "weight").
 WEIGHT_INPUT_NAMES = ("weight", "w", "fidelity")
 DEFAULT_CROP_SIZE = 512  # for a graph whose height and width are both dynamic
+# The face crop sizes a graph may declare. Face restorers work on a few hundred px (GFP-GAN and CodeFormer 512,
+# GPEN 256..2048): below 16 px no face is left to restore, and above 4096 px one face's input and activations
+# run to tens of GB (a graph declaring 100000x100000 had onnxruntime allocate 120 GB): a broken or foreign export.
+MIN_CROP_SIZE, MAX_CROP_SIZE = 16, 4096
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _ONNX_ELEM_TYPES = {1: "tensor(float)", 10: "tensor(float16)", 11: "tensor(double)"}
 
@@ -80,7 +84,8 @@ def values_from_session(args) -> list[GraphValue]:
 
 
 def _static(dim) -> int | None:
-    return dim if isinstance(dim, int) and dim > 0 else None
+    """A declared size, 0 included (an empty axis, refused by the caller); None for a symbolic or -1 (dynamic) one."""
+    return dim if isinstance(dim, int) and dim >= 0 else None
 
 
 def read_graph(inputs: list[GraphValue], outputs: list[GraphValue], source: str) -> GraphSpec:
@@ -89,6 +94,10 @@ def read_graph(inputs: list[GraphValue], outputs: list[GraphValue], source: str)
     def refuse(why: str) -> ModelLoadError:
         listed = "; ".join(value.describe() for value in inputs)
         return ModelLoadError(f"{source}: cannot drive this ONNX graph as a face restorer: {why} (inputs: {listed}).")
+
+    def check_crop_size(what: str, size: int | None) -> None:
+        if size is not None and not MIN_CROP_SIZE <= size <= MAX_CROP_SIZE:
+            raise refuse(f"its {what} is {size} px across; a face crop is {MIN_CROP_SIZE}..{MAX_CROP_SIZE} px")
 
     weights = [v for v in inputs if v.name.lower() in WEIGHT_INPUT_NAMES and len(v.shape) <= 1]
     images = [v for v in inputs if v not in weights]
@@ -111,6 +120,11 @@ def read_graph(inputs: list[GraphValue], outputs: list[GraphValue], source: str)
         raise refuse(f"its input {image.name!r} has {channels} channel(s), not 3 (RGB)")
     if height is not None and width is not None and height != width:
         raise refuse(f"its input {image.name!r} is {height}x{width}, not square")
+    for size in (height, width):
+        check_crop_size(f"input {image.name!r}", size)
+    batch = _static(image.shape[0])
+    if batch == 0:
+        raise refuse(f"its input {image.name!r} declares a batch of 0")
     if len(weights) > 1:
         raise refuse("it has several fidelity-like inputs")
     if weights and weights[0].type not in _FLOAT_TYPES:
@@ -122,13 +136,16 @@ def read_graph(inputs: list[GraphValue], outputs: list[GraphValue], source: str)
     if output.shape and len(output.shape) != 4:
         raise ModelLoadError(f"{source}: cannot drive this ONNX graph as a face restorer: its first output "
                              f"{output.describe()} is not an image [N,3,S,S].")
-    crop_size = height or width or out_size or DEFAULT_CROP_SIZE
+    crop_size = next((size for size in (height, width) if size is not None), None)
+    if crop_size is None and out_size is not None:  # a dynamic input: the output says what size it makes
+        check_crop_size(f"output {output.name!r}", out_size)
+        crop_size = out_size
     weight = weights[0] if weights else None
     return GraphSpec(
         image_input=image.name,
         image_dtype=_FLOAT_TYPES[image.type],
-        crop_size=crop_size,
-        batch=_static(image.shape[0]),
+        crop_size=crop_size or DEFAULT_CROP_SIZE,
+        batch=batch,
         output=output.name,
         weight_input=weight.name if weight else None,
         weight_dtype=_FLOAT_TYPES[weight.type] if weight else np.float64,

@@ -237,13 +237,42 @@ def value(name, *shape, type="tensor(float)"):
         ([value("input", 1, 3, 64, 64), value("scale", 1)], "unknown extra input 'scale'"),
         ([value("input", 1, 3, 64, 64, type="tensor(int64)")], "not a float tensor"),
         ([value("weight", 1)], "no image input"),
+        ([value("input", 1, 3, 100000, 100000)], "100000 px across; a face crop is 16..4096 px"),
+        ([value("input", 1, 3, 0, 0)], "0 px across; a face crop is 16..4096 px"),
+        ([value("input", 1, 3, 8, "w")], "8 px across"),
+        ([value("input", 0, 3, 64, 64)], "a batch of 0"),
     ],
-    ids=["rank", "not-square", "gray", "two-images", "extra", "int", "no-image"],
+    ids=["rank", "not-square", "gray", "two-images", "extra", "int", "no-image", "huge", "empty", "tiny", "batch-0"],
 )
 def test_graphs_we_cannot_drive_get_one_line(inputs, message):
     with pytest.raises(ModelLoadError, match=message) as error:
         read_graph(inputs, [value("output", 1, 3, 64, 64)], "model.onnx")
     assert "model.onnx: cannot drive this ONNX graph" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_dynamic_graph_whose_output_is_no_face_crop_is_refused():
+    with pytest.raises(ModelLoadError, match="its output 'output' is 0 px across"):
+        read_graph([value("input", "N", 3, "h", "w")], [value("output", "N", 3, 0, 0)], "f")
+    assert read_graph([value("input", "N", 3, -1, -1)], [value("output", "N", 3, -1, -1)], "f").crop_size == 512
+
+
+@pytest.mark.parametrize("size", [100000, 0])
+def test_graphs_of_impossible_sizes_are_refused_at_load_and_by_inspect(size, tmp_path):
+    """They once asked onnxruntime for 120 GB, or failed in it with INVALID_ARGUMENT; describe_file passed both."""
+    from onnx import TensorProto, helper, save
+
+    dims = [1, 3, size, size]
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "identity",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / f"size{size}.onnx"
+    save(model, str(path))
+    for read in (load_face_restorer, describe_file):
+        with pytest.raises(ModelLoadError, match=rf"cannot drive this ONNX graph .* {size} px across") as error:
+            read(path)
+        assert "\n" not in str(error.value)
 
 
 def test_graph_reading_takes_names_and_sizes_from_the_graph():

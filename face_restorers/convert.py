@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from ..model_files import ModelLoadError, file_sha256, load_state_dict
@@ -63,8 +65,26 @@ def convert_to_safetensors(src: str | Path, dst: str | Path) -> Path:
         "source_file": src.name,
         "source_sha256": file_sha256(src),
     }
-    dst.parent.mkdir(parents=True, exist_ok=True)
     # The network's own keys: a Lightning checkpoint's prefix and its training-only modules are left behind.
-    tensors = family.network_keys(state_dict)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(dst), metadata=metadata)
+    tensors = {k: v.contiguous() for k, v in family.network_keys(state_dict).items()}
+    _write_atomically(dst, lambda part: save_file(tensors, str(part), metadata=metadata))
     return dst
+
+
+def _write_atomically(dst: Path, write) -> None:
+    """``write(part)`` to a temporary name beside ``dst``, then renamed onto it: a full disk, a read-only folder
+    or an interrupted run leaves no partial file behind, nor a damaged earlier ``dst``; a one-line
+    ``ModelLoadError`` names the output."""
+    from safetensors import SafetensorError
+
+    part = dst.with_name(f".{dst.name}.{os.getpid()}.part")  # same folder: the rename cannot cross filesystems
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write(part)
+        os.replace(part, dst)
+    except (OSError, SafetensorError) as error:
+        reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelLoadError(f"{dst}: cannot write the converted file: {reason}") from error
+    finally:  # after any failure, Ctrl-C included (after a rename there is nothing left to remove)
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)

@@ -35,6 +35,42 @@ def test_pth_safetensors_round_trip(tmp_path, small_state_dict):
     assert_same_tensors(load_state_dict(back), small_state_dict)
 
 
+def test_convert_onto_a_full_or_unwritable_disk_is_one_line_and_leaves_no_partial_file(tmp_path, small_state_dict,
+                                                                                        monkeypatch):
+    import errno
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    pth = tmp_path / "small.pth"
+    torch.save(small_state_dict, pth)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ModelLoadError, match=r"a-file/out.safetensors: cannot write the converted file") as error:
+        convert_to_safetensors(pth, blocker / "out.safetensors")  # its folder cannot exist: root cannot write there
+    assert "\n" not in str(error.value)
+
+    def fills_the_disk(tensors, filename, metadata=None):  # as safetensors does on ENOSPC: part written, then raise
+        with open(filename, "wb") as handle:
+            handle.write(b"\0" * 1000)
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                              '"No space left on device" })')
+
+    def cannot_open(tensors, filename, metadata=None):
+        raise OSError(errno.ENOSPC, "No space left on device", filename)
+
+    earlier = tmp_path / "earlier.safetensors"
+    earlier.write_bytes(b"an earlier conversion")
+    for target, writer in ((tmp_path / "out.safetensors", fills_the_disk), (earlier, fills_the_disk),
+                           (tmp_path / "out.safetensors", cannot_open)):
+        monkeypatch.setattr(safetensors.torch, "save_file", writer)
+        with pytest.raises(ModelLoadError, match=rf"{target.name}: cannot write the converted file: .*No space left") as error:
+            convert_to_safetensors(pth, target)
+        assert "\n" not in str(error.value)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "earlier.safetensors", "small.pth"]
+        assert earlier.read_bytes() == b"an earlier conversion"  # an overwrite that failed keeps the old file
+
+
 def test_describe_file(tmp_path, small_state_dict):
     path = tmp_path / "small.safetensors"
     save_file(small_state_dict, str(path))

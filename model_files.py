@@ -116,6 +116,11 @@ def _read_pickle(path: Path) -> object:
                 f"{path}: refused to load: the file needs more than plain tensors to unpickle, and code in a weights "
                 f"file is never executed. Convert a trusted copy to .safetensors first. ({reason})"
             ) from error
+        if path.suffix.lower() == ".onnx":  # ONNX content never reaches here (the registry tells it first)
+            raise ModelLoadError(
+                f"{path}: not an ONNX graph (nor a .pth or .safetensors file): truncated or corrupt, or another kind "
+                "of file"
+            ) from error
         raise ModelLoadError(
             f"{path}: not a PyTorch checkpoint (truncated or corrupt, or another kind of file): {reason}"
         ) from error
@@ -136,6 +141,8 @@ def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weights file safely (.safetensors, or .pth/.ckpt via ``weights_only`` unpickling)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a folder, not a model file.")
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file.")
     if path.stat().st_size == 0:

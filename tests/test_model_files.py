@@ -55,6 +55,10 @@ def test_empty_and_missing_files(tmp_path):
         load_state_dict(empty)
     with pytest.raises(ModelLoadError, match="no such file"):
         load_state_dict(tmp_path / "absent.safetensors")
+    folder = tmp_path / "GFPGANv1.4.pth"  # e.g. a model folder picked in place of the file in it
+    folder.mkdir()
+    with pytest.raises(ModelLoadError, match=r"GFPGANv1.4.pth: is a folder, not a model file"):
+        load_state_dict(folder)
 
 
 class _Payload:
@@ -93,6 +97,25 @@ def test_files_that_are_no_checkpoint_say_so(tmp_path, small_state_dict, make):
     with pytest.raises(ModelLoadError, match=r"not a PyTorch checkpoint \(truncated or corrupt, or another kind") as error:
         load_state_dict(path)
     assert str(path) in str(error.value) and "unpickle" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("make", [_hello_text, _html_page])
+def test_an_onnx_file_that_is_no_graph_says_so(tmp_path, small_state_dict, make):
+    from comfyui_gfpgan.face_restorers import describe_file, load_face_restorer
+
+    path = tmp_path / "GFPGANv1.4.onnx"
+    make(path, small_state_dict)
+    for read in (load_state_dict, load_face_restorer, describe_file):
+        with pytest.raises(ModelLoadError, match=r"GFPGANv1.4.onnx: not an ONNX graph \(nor a .pth or .safetensors") as error:
+            read(path)
+        assert "checkpoint" not in str(error.value) and "\n" not in str(error.value)
+    folder = tmp_path / "models.onnx"
+    folder.mkdir()
+    with pytest.raises(ModelLoadError, match="is a folder, not a model file"):
+        load_face_restorer(folder)
+    renamed = tmp_path / "renamed.onnx"  # told by content: a checkpoint named .onnx still loads
+    torch.save(small_state_dict, renamed)
+    assert load_state_dict(renamed).keys() == small_state_dict.keys()
 
 
 @pytest.mark.parametrize("layout", ["zip", "legacy", "plain pickle"])

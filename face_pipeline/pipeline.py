@@ -22,6 +22,7 @@ from .detect import (
     check_number,
     check_selection,
     check_smoothing,
+    check_working_size,
     detect_faces,
     parse_face_indices,
     select_faces,
@@ -46,7 +47,7 @@ class DetectSettings:
     top_k: int = 1
     min_face_size: int = 0
     max_face_size: int = 0  # 0 = no limit
-    working_size: int = 0  # detect with the short side at most this; 0 = full size (GFPGANer's)
+    working_size: int = 0  # detect with the short side at most this (>= MIN_WORKING_SIZE); 0 = full size (GFPGANer's)
     smoothing: float = 0.0  # temporal landmark smoothing across consecutive frames (0..1)
     min_eye_distance: float = GFPGANER_MIN_EYE_DISTANCE  # px; drops side and tiny faces as GFPGANer does
     order: str = "score"  # score | size | left_to_right | right_to_left | top_to_bottom | bottom_to_top
@@ -58,8 +59,7 @@ class DetectSettings:
             raise FaceInputError(f"detection threshold must lie in [0, 1), got {self.threshold!r}")
         for name in ("min_face_size", "max_face_size", "working_size"):
             check_number(name, getattr(self, name), whole=True)
-        if self.working_size < 0:
-            raise FaceInputError(f"working_size must be 0 (full size) or a positive short side, got {self.working_size}")
+        check_working_size(self.working_size)
         check_selection(self.selection, self.top_k, self.min_face_size, self.max_face_size, self.min_eye_distance,
                         self.order)
         check_smoothing(self.smoothing)

@@ -130,6 +130,14 @@ def test_working_resolution_equals_detecting_a_smaller_copy(detector, grace_hopp
     assert working_scale(100, 200, 640) == 1.0 and working_scale(100, 200, 0) == 1.0  # never enlarged
 
 
+def test_detect_faces_refuses_a_working_size_too_small_to_find_a_face_in(detector, astronaut_rgb):
+    for size in (1, 32, 63):  # --working-size 1 once ran, and found nothing
+        with pytest.raises(FaceInputError, match=r"working_size must be 0 \(full size\) or at least 64 px") as error:
+            detect_faces(detector, as_batch(astronaut_rgb), working_size=size)
+        assert "\n" not in str(error.value)
+    assert len(detect_faces(detector, as_batch(astronaut_rgb), working_size=None)) == 1  # None = full size, as 0
+
+
 def test_batch_detection_equals_single(detector, astronaut_rgb):
     single = detect_faces(detector, as_batch(astronaut_rgb))
     flipped = as_batch(astronaut_rgb).flip(-1)

@@ -200,6 +200,15 @@ def test_impossible_detect_settings_are_refused(settings, message):
         DetectSettings(**settings)
 
 
+def test_working_sizes_too_small_to_find_a_face_in_are_refused(astronaut_rgb, detector):
+    for size in (1, 16, 63):  # --working-size 1 was accepted, and missed every face
+        with pytest.raises(FaceInputError, match=r"working_size must be 0 \(full size\) or at least 64 px") as error:
+            DetectSettings(working_size=size)
+        assert "\n" not in str(error.value)
+    assert DetectSettings(working_size=64).working_size == 64 and DetectSettings(working_size=0).working_size == 0
+    assert len(find_faces(to_batch(astronaut_rgb), detector, DetectSettings(working_size=128))[0]) == 1
+
+
 def test_detect_settings_defaults_are_gfpganers():
     settings = DetectSettings()
     assert (settings.threshold, settings.working_size, settings.min_eye_distance) == (0.97, 0, 5)

@@ -66,10 +66,15 @@ async def register_node_replacements(peers) -> bool:
         registry = None
     if node_replace is None or registry is None:
         return False
-    for peer in peers:
-        # every input by its own id: the twin's inputs are the peer's (an input the prompt lacks would fail there)
-        await registry.register(node_replace(
-            new_node_id=peer.our_type, old_node_id=peer.peer_type, old_widget_ids=list(peer.widgets),
-            input_mapping=[{"new_id": name, "old_id": name} for name in peer.inputs],
-        ))
+    try:
+        for peer in peers:
+            # every input by its own id: the twin's inputs are the peer's (an input the prompt lacks fails there)
+            await registry.register(node_replace(
+                new_node_id=peer.our_type, old_node_id=peer.peer_type, old_widget_ids=list(peer.widgets),
+                input_mapping=[{"new_id": name, "old_id": name} for name in peer.inputs],
+                # without it the frontend's swap leaves the twin's outputs unlinked
+                output_mapping=[{"old_idx": index, "new_idx": index} for index in range(peer.outputs)],
+            ))
+    except AttributeError:  # ComfyUI imported without its server (tests, scripts): nothing to register with
+        return False
     return True

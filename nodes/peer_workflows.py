@@ -26,13 +26,14 @@ FACE_DETECTION_CHOICES = ("retinaface_resnet50", "retinaface_mobile0.25", "YOLOv
 class PeerNode:
     """A peer pack's node and our twin of it: ``inputs`` are every input id in the peer's order (links and
     widgets alike, as an API prompt names them), ``widgets`` the ones a UI workflow stores in ``widgets_values``,
-    in the peer's order."""
+    in the peer's order; ``outputs`` how many outputs both have (the same, in the same order)."""
 
     peer_type: str
     pack: str
     our_type: str
     inputs: tuple[str, ...]
     widgets: tuple[str, ...]
+    outputs: int = 1
 
 
 PEER_NODES: tuple[PeerNode, ...] = (
@@ -51,7 +52,7 @@ PEER_NODES: tuple[PeerNode, ...] = (
              ("facedetection", "model", "visibility", "codeformer_weight", "face_selection",
               "sort_by", "reverse_order", "take_start", "take_count")),
     PeerNode("GFPGANRestorer", "comfyui_gfpgan (lucak5s)", "GFPGANPeerGFPGANRestorer",
-             ("image", "model_name"), ("model_name",)),
+             ("image", "model_name"), ("model_name",), outputs=2),
 )
 BY_PEER_TYPE = {node.peer_type: node for node in PEER_NODES}
 

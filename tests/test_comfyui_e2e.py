@@ -509,3 +509,50 @@ def test_codeformer_weight_drives_codeformer_only_through_the_twins(comfyui, sha
     codeformer = [restored("codeformer-v0.1.0.pth", w) for w in (0.5, 1.0)]
     assert np.array_equal(gfpgan[0], gfpgan[1])
     assert np.abs(codeformer[0] - codeformer[1]).max(axis=2)[130:300, 200:330].mean() > 4
+
+
+@pytest.mark.parametrize("name", ["facerestore_cf_ui", "reactor_ui"])
+def test_peer_ui_workflows_load_and_run_in_the_frontend(comfyui, name):
+    """A workflow saved by facerestore_cf or ReActor, opened in the real frontend without that pack: before
+    ComfyUI's node replacement (0.3.64, 0.8.0) web/peer_workflows.js opens it on our twins, no node missing, and
+    says so once; with it (0.19 on) our extension stays out, the missing-nodes dialog offers the swap and its
+    "Replace Selected" button does it. Either way links, widget values and titles stay and Queue runs it."""
+    node_path = os.environ.get("NODE_PATH", "")
+    if not shutil.which("node") or not Path("/usr/bin/chromium").exists() or not any(
+            (Path(p) / "playwright-core").is_dir() for p in node_path.split(os.pathsep) if p):
+        pytest.skip("needs node, /usr/bin/chromium and playwright-core on NODE_PATH")
+    twins = {"FaceRestoreModelLoader": "GFPGANPeerFaceRestoreModelLoader",
+             "FaceRestoreCFWithModel": "GFPGANPeerFaceRestoreCFWithModel",
+             "ReActorRestoreFace": "GFPGANPeerReActorRestoreFace"}
+    script = Path(__file__).parent / "browser" / "peer_workflows.mjs"
+    run = subprocess.run(["node", str(script), comfyui["url"], str(PEER_WORKFLOWS / f"{name}.json"),
+                          "example.png=portrait.png", "GFPGANv1.4.pth=GFPGANv1.4-seeded.pth",
+                          f"ComfyUI=peer_ui/{name}"],  # its own file name: not a cached SaveImage of another test
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    saved = report["saved"]
+    peer_types = {node["type"] for node in saved.values() if node["type"] in twins}
+    assert peer_types
+    said = [line for line in report["console"] if "[GFPGAN]" in line]
+    if report["server_node_replacements"]:  # ComfyUI's own quick fix; our extension leaves the workflow to it
+        assert set(report["server_node_replacements"]) == peer_types
+        assert report["loaded"]["dialog"]["shown"] and set(report["loaded"]["dialog"]["named"]) == peer_types
+        assert report["quick_fix"]["offered"] and report["quick_fix"]["button"] == f"Replace Selected ({len(peer_types)})"
+        assert not report["quick_fix"]["dialog_after"]["shown"]
+        assert said == []
+    else:  # our extension: nothing missing, nothing asked, one line naming what moved
+        assert report["loaded"]["missing"] == [] and report["loaded"]["missing_reported"] == []
+        assert not report["loaded"]["dialog"]["shown"] and not report["quick_fix"]["offered"]
+        assert len(said) == 1 and all(f"{peer} → {twins[peer]}" in said[0] for peer in peer_types)
+    after = report["after"]
+    assert after["missing"] == [] and after["broken_links"] == []
+    assert after["types"] == {key: twins.get(node["type"], node["type"]) for key, node in saved.items()}
+    assert after["links"] == len(json.loads((PEER_WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))["links"])
+    for key, node in saved.items():
+        if node["type"] in twins:
+            assert after["nodes"][key] == {"title": node["title"], "widgets_values": node["widgets_values"]}
+    assert report["errors"] == [] and all("peer_workflows" not in error for error in report["startup"])
+    assert report["run"]["status"] == "success", report["run"]
+    assert len(report["run"]["images"]) == 1 and report["run"]["images"][0].startswith(f"peer_ui/{name}")
+    assert (comfyui["outputs"] / report["run"]["images"][0]).is_file()

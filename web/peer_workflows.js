@@ -36,10 +36,10 @@ function nodesOf(graphData) {
 }
 
 function tell(replaced) {
-  const detail = Object.entries(replaced).map(([type, n]) => `${type} (${n}×)`).join(", ");
-  const summary = "GFPGAN: other packs' face-restore nodes opened on this pack's";
+  const detail = Object.entries(replaced).map(([type, { twin, n }]) => `${type} → ${twin} (${n}×)`).join(", ");
+  const summary = "other packs' face-restore nodes opened on this pack's twins";
   console.info(`[GFPGAN] ${summary}: ${detail}`);
-  app.extensionManager?.toast?.add?.({ severity: "info", summary, detail, life: 8000 });
+  app.extensionManager?.toast?.add?.({ severity: "info", summary: `GFPGAN: ${summary}`, detail, life: 8000 });
 }
 
 app.registerExtension({
@@ -50,7 +50,7 @@ app.registerExtension({
     for (const node of nodesOf(graphData)) {
       const twin = twins[node.type];
       if (!twin || registered(node.type) || !registered(twin.type)) continue; // the peer pack is installed
-      replaced[node.type] = (replaced[node.type] ?? 0) + 1;
+      replaced[node.type] = { twin: twin.type, n: (replaced[node.type]?.n ?? 0) + 1 };
       if (node.properties?.["Node name for S&R"] === node.type) node.properties["Node name for S&R"] = twin.type;
       node.type = twin.type;
     }

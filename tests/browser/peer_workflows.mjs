@@ -73,6 +73,11 @@ try {
       missing: nodes.filter((node) => !(node.type in LiteGraph.registered_node_types)).map((node) => node.type),
       nodes: Object.fromEntries(nodes.map((node) => [node.id, { title: node.title ?? null, widgets_values: node.widgets_values ?? null }])),
       links: graph.serialize().links.length,
+      // links whose two ends do not both hold them (a node swapped in without its output links, say)
+      broken_links: graph.serialize().links.filter(([id, from, fromSlot, to, toSlot]) => {
+        const origin = graph.getNodeById(from), target = graph.getNodeById(to);
+        return !origin?.outputs?.[fromSlot]?.links?.includes(id) || target?.inputs?.[toSlot]?.link !== id;
+      }).map(([id]) => id),
     };
   });
   // The missing-nodes dialog (every frontend from 1.2x to 1.42 gives its content the class comfy-missing-nodes).
@@ -113,7 +118,7 @@ try {
   await page.evaluate(() => window.app.queuePrompt(0, 1));
   const response = await posted;
   const answer = await response.json().catch(() => null);
-  report.run = { http_status: response.status(), prompt_id: answer?.prompt_id ?? null, node_errors: answer?.node_errors ?? answer?.error ?? null };
+  report.run = { http_status: response.status(), prompt_id: answer?.prompt_id ?? null, error: answer?.error ?? null, node_errors: answer?.node_errors ?? null };
   if (report.run.prompt_id) {
     const deadline = Date.now() + 240000;
     while (Date.now() < deadline) {

@@ -100,6 +100,8 @@ class PipelineResult:
     frames_with_faces: list[int] = field(default_factory=list)
     skipped_frames: list[int] = field(default_factory=list)  # frames with NaN / inf, passed through unchanged
     last_faces: list[FaceRecord] = field(default_factory=list)  # the last frame's: ``previous_faces`` of the next call
+    # Indices into ``faces.faces`` of faces the restorer gave NaN / inf for: not pasted, their pixels stay the original.
+    unrestored_faces: list[int] = field(default_factory=list)
 
 
 def validate_images(images: torch.Tensor, name: str = "images") -> None:
@@ -257,7 +259,8 @@ def restore_faces_in_images(
     ``keep_crops=True`` also returns the input and restored crops: they cost ~6 MB
     per 512 face, which adds up over a long video, so by default they are left out.
     A frame holding NaN or inf (in ``images`` or ``targets``) passes through unchanged, with a
-    warning, and is listed in ``skipped_frames``; the rest of the batch is restored.
+    warning, and is listed in ``skipped_frames``; the rest of the batch is restored. A face the restorer gives
+    NaN or inf for is left as it was (not pasted), with a warning, and listed in ``unrestored_faces``.
     ``on_progress(done_frames, total_frames)`` is called after each frame chunk and
     after each network chunk (``done`` may repeat); it may raise to cancel.
     Results are on the CPU. A video restored a batch of frames at a time passes each result's
@@ -280,6 +283,7 @@ def restore_faces_in_images(
     out_masks = torch.zeros(total, *source.shape[-2:])
     all_faces, all_crops, all_restored = [], [], []
     skipped: list[int] = []
+    unrestored: list[int] = []
     last_faces = list(previous_faces or [])
     for chunk in _frame_chunks(images, detector, detect, crop_size, frames_per_chunk, device, targets,
                                previous_faces):
@@ -287,14 +291,23 @@ def restore_faces_in_images(
         start, end, faces = chunk.start, chunk.start + chunk.frames.shape[0], chunk.faces
         chunk_targets = source[start:end].to("cpu", torch.float32)
         skipped += chunk.skipped
+        failed: list[int] = []
         restored = restore_crops(
             restorer, chunk.crops, fidelity=restore.fidelity, noise=restore.noise,
             seed=restore.seed + len(all_faces), chunk_size=restore.chunk_size, dtype=restore.dtype,
             on_chunk=None if on_progress is None else (lambda _done, _faces, start=start: on_progress(start, total)),
+            on_not_finite=failed.extend,
         )
-        pasted, masks = _paste_chunk(chunk, restored, parser, paste, chunk_targets)
+        unrestored += [len(all_faces) + i for i in failed]
+        pasted_chunk, pasted_restored = chunk, restored
+        if failed:  # a face the network gave NaN / inf for is not pasted: its pixels stay the original ones
+            keep = [i for i in range(len(faces)) if i not in failed]
+            pasted_chunk = chunk._replace(faces=FaceBatch([faces.faces[i] for i in keep], faces.image_sizes,
+                                                          faces.crop_size), crops=chunk.crops[keep])
+            pasted_restored = restored[keep]
+        pasted, masks = _paste_chunk(pasted_chunk, pasted_restored, parser, paste, chunk_targets)
         out_images[start:end] = source[start:end]  # frames without faces pass through bit-exact
-        for offset in sorted({face.image_index for face in faces.faces}):
+        for offset in sorted({face.image_index for face in pasted_chunk.faces.faces}):
             out_images[start + offset] = pasted[offset]
         out_masks[start:end] = masks
         all_faces += chunk.batch_faces()
@@ -315,4 +328,5 @@ def restore_faces_in_images(
         frames_with_faces=sorted({f.image_index for f in all_faces}),
         skipped_frames=skipped,
         last_faces=last_faces,
+        unrestored_faces=unrestored,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -48,7 +49,7 @@ def _check_seed(name: str, seed, maximum: int) -> None:
 
 def _run_chunk(
     restorer: FaceRestorer, crops: torch.Tensor, fidelity: float, noise: str, seeds: list[int], dtype: torch.dtype | None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     device = restorer.device
     low, high = restorer.family.input_range
     x = crops.to(device=device, dtype=torch.float32).mul(high - low).add(low)
@@ -59,8 +60,10 @@ def _run_chunk(
     if noise == "seeded" and restorer.family.noise:
         # One generator per face, seeded from (seed + face index): results do not depend on chunking.
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    out = restorer(x, fidelity, generators, dtype)
-    return out.float().sub(low).div(high - low).clamp(0, 1)
+    out = restorer(x, fidelity, generators, dtype).float()
+    # Per face, before the clamp hides an inf as 0 or 1: a network that gives NaN or inf has restored nothing.
+    finite = torch.isfinite(out).flatten(1).all(dim=1)
+    return out.sub(low).div(high - low).clamp(0, 1), finite
 
 
 def default_chunk_size(device: torch.device) -> int:
@@ -82,6 +85,7 @@ def restore_crops(
     chunk_size: int | None = None,
     dtype: torch.dtype | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    on_not_finite: Callable[[list[int]], None] | None = None,
 ) -> torch.Tensor:
     """Restore aligned face crops ``[N,3,S,S]`` (RGB 0..1); returns the same shape on the crops' device.
 
@@ -96,6 +100,9 @@ def restore_crops(
     ``noise="seeded"`` face ``i`` draws its noise from ``seed + i``, whatever the chunking, or from
     ``seeds[i]`` where ``seeds`` are given (one per crop: a batch that gathers the faces of several
     images seeds each as a run over its own image would).
+    A face whose network output holds NaN or inf comes back as its input crop, with a warning, and
+    ``on_not_finite(indices)`` (where given) is called once with the indices of all such faces, so a
+    caller can leave them unpasted; the other faces are restored as usual.
     """
     check_restore_options(fidelity=fidelity, noise=noise, chunk_size=chunk_size, dtype=dtype, blend=blend)
     # The seeds here are a user's seed (<= SEED_MAX, checked in RestoreSettings) plus a face offset, as the
@@ -116,11 +123,12 @@ def restore_crops(
         _check_seed("seed", face_seed, _GENERATOR_SEED_MAX)
     total = crops.shape[0]
     restored = torch.empty_like(crops, dtype=torch.float32)
+    finite = torch.ones(total, dtype=torch.bool)
     done, chunk = 0, chunk_size or default_chunk_size(restorer.device)
     while done < total:
         end = min(total, done + chunk)
         try:
-            out = _run_chunk(restorer, crops[done:end], fidelity, noise, seeds[done:end], dtype)
+            out, out_finite = _run_chunk(restorer, crops[done:end], fidelity, noise, seeds[done:end], dtype)
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise
@@ -128,9 +136,16 @@ def restore_crops(
             torch.cuda.empty_cache()
             continue
         restored[done:end] = out.to(restored.device)
+        finite[done:end] = out_finite.cpu()
         done = end
         if on_chunk is not None:
             on_chunk(done, total)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        warnings.warn(f"face crops {bad}: the network's output holds NaN or infinite values; they are left as they were")
+        restored[bad] = crops[bad].float().to(restored.device)
+        if on_not_finite is not None:
+            on_not_finite(bad)
     if blend < 1.0:
         restored = torch.lerp(crops.float(), restored, blend)
     return restored.to(crops.dtype)

@@ -371,6 +371,36 @@ def test_a_frame_with_nan_passes_through_and_the_batch_goes_on(where, astronaut_
     assert sorted({face.image_index for face in faces.faces}) == [0, 1, 2, 4] and crops.shape[0] == 4
 
 
+class FailsOnFirstFace(Constant):
+    """Gives NaN (or inf) for the first face it sees, 0.4 everywhere for the rest: a model that broke on one."""
+
+    def __init__(self, bad: float):
+        super().__init__()
+        self.bad, self.calls = bad, 0
+
+    def forward(self, x, fidelity=1.0, noise=None):
+        self.calls += 1
+        out = super().forward(x)
+        if self.calls == 1:
+            out[0, 1, 100:200, 100:200] = self.bad
+        return out
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_face_the_model_gives_nan_for_is_left_as_it_was_and_reported(bad, astronaut_rgb, detector):
+    frames = to_batch(astronaut_rgb).repeat(3, 1, 1, 1)
+    alone = restore_faces_in_images(frames[:1], Constant(), detector)
+    with pytest.warns(UserWarning, match=r"face crops \[0\]: the network's output holds NaN or infinite values"):
+        result = restore_faces_in_images(frames, FailsOnFirstFace(bad), detector, frames_per_chunk=2,
+                                         restore=RestoreSettings(chunk_size=1), keep_crops=True)
+    assert result.unrestored_faces == [0] and len(result.faces) == 3  # found, but not restored
+    assert torch.equal(result.images[0], frames[0]) and not result.masks[0].any()  # the original pixels
+    assert torch.equal(result.restored[0], result.crops[0])  # (its crop comes back as it went in)
+    for good in (1, 2):  # the rest of the batch is restored
+        assert psnr(result.images[good], alone.images[0]) > 60 and result.masks[good].any()
+    assert restore_faces_in_images(frames[:1], Constant(), detector).unrestored_faces == []
+
+
 def test_finiteness_is_checked_a_chunk_at_a_time(detector, monkeypatch):
     frames = torch.rand(6, 3, 48, 48, generator=torch.Generator().manual_seed(1))
     checked = []

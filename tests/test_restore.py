@@ -126,6 +126,25 @@ def test_seeds_outside_the_generators_range_are_one_line_errors(network, crops):
         restore_crops(network, crops[:2], noise="seeded", seeds=[1, 10**23])
 
 
+def test_a_face_whose_output_is_not_finite_comes_back_as_it_went_in_and_is_reported(crops):
+    class BreaksOnMarkedFaces(IdentityRestorer):
+        out_size = 64
+
+        def forward(self, x, fidelity=1.0, noise=None):
+            out = -x  # unlike its input, so a face left as it was is told from one restored
+            out[x[:, 0, 0, 0] > 0.5, 0, 5, 5] = float("inf")  # inf once passed the clamp as a white pixel
+            return out
+
+    marked = crops.clone()
+    marked[:, 0, 0, 0] = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])  # faces 1, 2 and 4 break the network
+    reported = []
+    with pytest.warns(UserWarning, match=r"face crops \[1, 2, 4\]: the network's output holds NaN or infinite"):
+        out = restore_crops(BreaksOnMarkedFaces(), marked, chunk_size=2, on_not_finite=reported.append)
+    assert reported == [[1, 2, 4]]
+    assert torch.equal(out[[1, 2, 4]], marked[[1, 2, 4]])
+    assert torch.allclose(out[[0, 3]], 1 - marked[[0, 3]], atol=1e-6)
+
+
 def test_wrong_crop_size(network):
     with pytest.raises(ValueError, match=r"\[N,3,64,64\]"):
         restore_crops(network, torch.rand(1, 3, 32, 32))

@@ -30,10 +30,12 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = x[..., max(-before, 0) : height - max(-after, 0), max(-before, 0) : width - max(-after, 0)]
     weight = torch.flip(kernel, [0, 1]).to(x).expand(c, 1, *kernel.shape)
     if x.device.type == "cpu":
-        # The CPU has no fast grouped convolution but in fp32: in bf16 (as autocast would run it) it
-        # loops over the channels (GPEN-128 ran 10x slower). The blur runs in fp32 and rounds once.
+        # The CPU has no fast grouped convolution in half precision: in bf16 (as autocast would run it) it
+        # loops over the channels (GPEN-128 ran 10x slower). bf16 / fp16 blurs run in fp32 and round once;
+        # float64 stays float64 (fp32 would cost it 1e-7 of precision).
+        compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         with torch.autocast("cpu", enabled=False):
-            return F.conv2d(x.float(), weight.float(), groups=c)[..., ::down, ::down].to(x.dtype)
+            return F.conv2d(x.to(compute), weight.to(compute), groups=c)[..., ::down, ::down].to(x.dtype)
     x = F.conv2d(x, weight, groups=c)
     return x[..., ::down, ::down]
 

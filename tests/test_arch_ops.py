@@ -23,13 +23,31 @@ def reference_upfirdn2d(x: np.ndarray, kernel: np.ndarray, up: int, down: int, p
     return out[::down, ::down]
 
 
+# Tolerance per dtype, relative to the largest output (about 9 here): float64's rounding and fp32's over 12 taps,
+# summed in an order that differs between CPUs (AVX-512 or not); bf16 and fp16 are blurred in fp32 and rounded
+# once, to within half a unit in the last place: 2**-8 and 2**-11 of a value.
+TOLERANCES = {torch.float64: 1e-14, torch.float32: 1e-6, torch.bfloat16: 2**-7, torch.float16: 2**-10}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (1, 2))])
-def test_upfirdn2d_matches_the_definition(up, down, pad):
+def test_upfirdn2d_matches_the_definition(up, down, pad, dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((9, 7))
     kernel = rng.standard_normal((4, 3))  # asymmetric, so a missing flip would show
-    ours = upfirdn2d(torch.from_numpy(x)[None, None], torch.from_numpy(kernel), up=up, down=down, pad=pad)[0, 0]
-    assert np.allclose(ours.numpy(), reference_upfirdn2d(x, kernel, up, down, pad), atol=1e-10)
+    ours = upfirdn2d(torch.from_numpy(x)[None, None].to(dtype), torch.from_numpy(kernel), up=up, down=down, pad=pad)
+    assert ours.dtype == dtype
+    # The definition on the input and kernel as the op sees them, rounded to dtype.
+    x, kernel = (torch.from_numpy(a).to(dtype).double().numpy() for a in (x, kernel))
+    expected = reference_upfirdn2d(x, kernel, up, down, pad)
+    assert np.abs(ours[0, 0].double().numpy() - expected).max() <= TOLERANCES[dtype] * np.abs(expected).max()
+
+
+def test_upfirdn2d_under_cpu_autocast_blurs_in_fp32():
+    x, kernel = torch.randn(1, 4, 8, 8), resample_kernel()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # how bf16 compute runs: no per-channel bf16 loop
+        blurred = upfirdn2d(x, kernel, up=2, pad=(2, 1))
+    assert blurred.dtype == torch.float32 and torch.equal(blurred, upfirdn2d(x, kernel, up=2, pad=(2, 1)))
 
 
 def test_upfirdn2d_negative_pad_crops():

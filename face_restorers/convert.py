@@ -79,7 +79,11 @@ def _write_atomically(dst: Path, write) -> None:
 
     part = dst.with_name(f".{dst.name}.{os.getpid()}.part")  # same folder: the rename cannot cross filesystems
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as error:  # mkdir's words for it are "File exists"
+            raise ModelLoadError(f"{dst}: cannot write the converted file: {dst.parent} is not a folder (a file stands "
+                                 "in its path)") from error
         write(part)
         os.replace(part, dst)
     except (OSError, SafetensorError) as error:

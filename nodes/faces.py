@@ -46,7 +46,7 @@ def detection_inputs() -> list:
                      tooltip="Ignore faces whose box is larger than this many pixels (0 = no limit)"),
         io.Int.Input("working_size", default=0, min=0, max=8192, step=32,
                      tooltip="Detect on a copy whose short side is at most this (0 = full size, as GFPGANer; "
-                     "smaller is faster but misses small faces); never upscales"),
+                     "else at least 64; smaller is faster but misses small faces); never upscales"),
     ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -13,32 +15,42 @@ class UserError(Exception):
     """An error to print as one line, without a traceback."""
 
 
-def _say(line: str) -> None:
-    """One line on stderr in one write: Ray Data's logger writes from its own thread, and ``print``'s separate
-    newline could land after one of its lines."""
-    sys.stderr.write(line + "\n")
+def printable(text: object) -> str:
+    """``text`` with control and invisible characters escaped (``\\n``, ``\\x1b``, ``\\u202e``): a file name
+    cannot end our line, move the cursor or forge a line of its own."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
+
+
+def _say(line: str, lead: str = "") -> None:
+    """One line on stderr in one write (``lead``, e.g. a newline that leaves the progress bar, kept as it is): Ray
+    Data's logger writes from its own thread, and ``print``'s separate newline could land after one of its lines."""
+    sys.stderr.write(lead + printable(line) + "\n")
     sys.stderr.flush()
 
 
 class _Progress:
-    """The restore command's progress on stderr: done/total, images/s, faces/s and the time left (redrawn at most
-    every ``interval`` seconds; the last line ends with a newline), and the throughput for the summary."""
+    """The restore command's progress on stderr: done/total files, files/s, faces/s and the time left (redrawn at
+    most every ``interval`` seconds; the last line ends with a newline), and the throughput for the summary."""
 
     def __init__(self, total: int, interval: float = 0.5, show: bool = True):
         self.clock = time.monotonic
         self.total, self.interval, self.show, self.done, self.faces = total, interval, show, 0, 0
+        self.kinds = {"image": 0, "video": 0}  # files read and written (the summary counts no failure as an image)
         self.started = self.drawn = self.file_done = self.clock()
         self.draw()
 
-    def update(self, faces: int) -> None:
+    def update(self, faces: int, kind: str | None = None) -> None:
+        """One file done: ``kind`` is "image" or "video" where it was restored or written unchanged."""
         self.file_done = self.clock()
         self.done += 1
         self.faces += faces
+        if kind:
+            self.kinds[kind] += 1
         if self.done >= self.total or self.clock() - self.drawn >= self.interval:
             self.draw()
 
     def rates(self) -> tuple[float, float, float]:
-        """Seconds so far, images/s and faces/s."""
+        """Seconds so far, files/s and faces/s."""
         seconds = max(self.clock() - self.started, 1e-9)
         return seconds, self.done / seconds, self.faces / seconds
 
@@ -50,9 +62,9 @@ class _Progress:
         filled = int(width * self.done / max(1, self.total))
         line = f"\rrestoring [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
         if self.done:
-            _, images, faces = self.rates()
-            left = (self.total - self.done) / images
-            line += f"  {images:.2f} images/s  {faces:.2f} faces/s  ETA {int(left) // 60}:{int(left) % 60:02d}"
+            _, files, faces = self.rates()
+            left = (self.total - self.done) / files
+            line += f"  {files:.2f} files/s  {faces:.2f} faces/s  ETA {int(left) // 60}:{int(left) % 60:02d}"
         print(line, end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
 
     def video(self, path: Path, frames: int) -> None:
@@ -61,12 +73,16 @@ class _Progress:
             return
         self.drawn = self.clock()
         seconds = max(self.clock() - self.file_done, 1e-9)  # videos come one at a time: since the last file
-        print(f"\rrestoring {path.name}: {frames} frames  {frames / seconds:.2f} frames/s", end="", file=sys.stderr,
-              flush=True)
+        print(f"\rrestoring {printable(path.name)}: {frames} frames  {frames / seconds:.2f} frames/s", end="",
+              file=sys.stderr, flush=True)
 
     def summary(self) -> str:
-        seconds, images, faces = self.rates()
-        return f"{self.done} images in {seconds:.1f} s: {images:.2f} images/s, {faces:.2f} faces/s"
+        """``2 images, 1 video in 3.1 s: 0.97 files/s, 1.20 faces/s``: the files written, not those that failed."""
+        seconds, _, faces = self.rates()
+        images, videos = self.kinds["image"], self.kinds["video"]
+        done = ", ".join(f"{count} {kind}{'s' * (count != 1)}" for kind, count in self.kinds.items() if count)
+        unit = "images" if not videos else "videos" if not images else "files"
+        return f"{done} in {seconds:.1f} s: {(images + videos) / seconds:.2f} {unit}/s, {faces / seconds:.2f} faces/s"
 
 
 def resolve_device(name: str | None) -> str:
@@ -93,11 +109,26 @@ def resolve_device(name: str | None) -> str:
     return str(device)
 
 
+def _output_folder(name: str) -> Path:
+    """``-o``'s folder, checked before anything runs; it is made at the first write, so a run that fails at once
+    leaves no empty folder behind."""
+    if not name:
+        raise UserError("-o: an empty name; write -o . for the current folder")
+    out_dir = Path(name)
+    existing = next(path for path in (out_dir, *out_dir.parents) if path.exists())
+    if not existing.is_dir():
+        raise UserError(f"-o {name}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"-o {name}: cannot write in {existing} (permission denied)")
+    return out_dir
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from contextlib import closing
 
     from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
     from .folder_job import OUTCOMES, FolderJob, JobSpec, check_jobs, collect_inputs, plan_targets
+    from .video_file import is_video
 
     ray_settings = None
     if args.ray is not None:  # Ray's settings and import are checked before anything is read or written
@@ -108,7 +139,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         import_ray()
     elif (args.workers, args.worker_cpus, args.worker_gpus) != (None, None, None):
         raise UserError("--workers, --worker-cpus and --worker-gpus size the workers of --ray")
-    files, notes = collect_inputs(args.inputs, recursive=args.recursive, output=Path(args.output))
+    out_dir = _output_folder(args.output)
+    files, notes = collect_inputs(args.inputs, recursive=args.recursive, output=out_dir)
     for note in notes:
         _say(note)
     if not files:
@@ -127,9 +159,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         video_smoothing=args.video_smoothing,
         paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
+        max_megapixels=args.max_megapixels,
     )
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
     todo, skipped = plan_targets(files, out_dir, args.overwrite)
@@ -151,13 +182,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             if outcome.status == "failed" or outcome.status == "unreadable":
                 what = outcome.status if outcome.status == "failed" else "skipped"
-                _say(f"{off_bar}{what} {outcome.path}: {outcome.message}")
+                _say(f"{what} {outcome.path}: {outcome.message}", lead=off_bar)
             elif outcome.message:
-                _say(f"{off_bar}{outcome.path}: {outcome.message}")
+                _say(f"{outcome.path}: {outcome.message}", lead=off_bar)
             counts[outcome.status] += 1
-            progress.update(outcome.faces)
+            written = outcome.status in ("restored", "unchanged")
+            progress.update(outcome.faces, ("video" if is_video(outcome.path) else "image") if written else None)
     summary = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
-    print(f"{out_dir}: {summary}" + (f" ({progress.summary()})" if progress.done else ""))
+    written = any(progress.kinds.values())
+    print(printable(f"{out_dir}: {summary}" + (f" ({progress.summary()})" if written else "")))
     return 1 if counts["unreadable"] or counts["failed"] else 0
 
 
@@ -182,13 +215,30 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
 
     from .gfpgan_arch.testing import seeded_clean_network
 
+    from .folder_job import write_atomically
+
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.is_dir():
+        raise UserError(f"{output} is a folder; name the file to write (e.g. {output / 'seeded-test.safetensors'})")
     network = seeded_clean_network(seed=args.seed)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(output),
-              metadata={"note": f"random weights, seed {args.seed}: a smoke-test stand-in, restores nothing"})
+    tensors = {k: v.contiguous() for k, v in network.state_dict().items()}
+    note = {"note": f"random weights, seed {args.seed}: a smoke-test stand-in, restores nothing"}
+    try:  # under a temporary name, renamed into place: a full disk leaves no truncated model behind
+        write_atomically(output, lambda partial: save_file(tensors, str(partial), metadata=note))
+    except Exception as error:  # safetensors reports a full disk as its own SafetensorError, not an OSError
+        if isinstance(error, OSError) and error.strerror:
+            raise UserError(f"could not write {output}: {error.strerror}") from None
+        raise UserError(f"could not write {output}: {_io_reason(error)}") from None
     print(f"wrote {output} (GFPGANv1Clean, official config, seeded random weights: for smoke tests only)")
     return 0
+
+
+def _io_reason(error: Exception) -> str:
+    """An I/O error's reason in words: the OS's (``No space left on device``), also out of safetensors' Rust text."""
+    from .face_pipeline.errors import one_line
+
+    code = re.search(r"\(os error (\d+)\)|code: (\d+)", str(error))
+    return os.strerror(int(code[1] or code[2])) if code else one_line(error)
 
 
 def _fetch(url: str, partial: Path) -> str:
@@ -292,33 +342,76 @@ def cmd_migrate_workflow(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, where it has one to say and its text does not say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default in ("", argparse.SUPPRESS) \
+                or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def version() -> str:
+    """This pack's version: its checkout's pyproject.toml, else the installed distribution's."""
+    from importlib import metadata
+
+    pyproject = Path(__file__).with_name("pyproject.toml")
+    if pyproject.is_file() and (found := re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M)):
+        return found[1]
+    try:
+        return metadata.version("comfyui-gfpgan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
-    from .folder_job import default_jobs
+    from .folder_job import MAX_JOBS, MAX_MEGAPIXELS, default_jobs
     from .ray_job import LOCAL as LOCAL_RAY  # ray_job imports Ray only when it runs
 
-    parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration")
+    parser = argparse.ArgumentParser(prog="comfyui-gfpgan", description="GFP-GAN blind face restoration",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    restore = commands.add_parser("restore", help="restore the faces in images or folders of images")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter)
+
+    restore = command(
+        "restore", "restore the faces in images, videos or folders of them",
+        "Restores the faces in image files (PNG, JPEG, WebP, BMP, TIFF, still GIF) and video files (.mp4, .m4v, "
+        ".mov, .mkv, .avi, .webm; needs PyAV), named one by one or in folders, into an output folder; outputs keep "
+        "their input's name and never replace an input. A file that cannot be read or restored is reported on "
+        "one line and the rest go on (the exit status is then 1).")
     restore.add_argument("inputs", nargs="+", help="image or video files, or folders of them")
-    restore.add_argument("-o", "--output", required=True, help="output folder (files keep their input's name and, "
-                         "with --recursive, their path inside the input folder)")
+    needed = restore.add_argument_group("required", "-o and --model always; --detector unless --aligned")
+    needed.add_argument("-o", "--output", required=True, help="output folder (files keep their input's name and, "
+                        "with --recursive, their path inside the input folder); made at the first write")
+    needed.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
+    needed.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25); "
+                        "required unless --aligned")
     restore.add_argument("-r", "--recursive", action="store_true",
                          help="read input folders' subfolders too, mirroring them under the output folder (hidden "
                          "folders and the output folder itself are left out)")
-    restore.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
-    restore.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25)")
     restore.add_argument("--parser", help="ParseNet weights (parsing_parsenet.pth) for a face-parsing blend mask")
     restore.add_argument("--fidelity", type=float,
                          help="0..1, higher = closer to the input: GFP-GAN's CS-SFT weight (default 1 = official), "
                          "CodeFormer's w (default 0.5, upstream's); ignored by families without the knob")
     restore.add_argument("--blend", type=float, default=1.0, help="image-space visibility of the restored face, 0..1")
-    restore.add_argument("--noise", choices=("fixed", "seeded"), default="fixed")
-    restore.add_argument("--seed", type=int, default=0)
+    restore.add_argument("--noise", choices=("fixed", "seeded"), default="fixed",
+                         help="the network's noise: fixed = the maps stored in the checkpoint (deterministic); "
+                         "seeded = drawn per face from --seed (reproducible, varies with the seed)")
+    restore.add_argument("--seed", type=int, default=0,
+                         help="with --noise seeded: face i of an image (of a video: of the whole video) draws from "
+                         "seed + i; 0..2**63-1")
     restore.add_argument("--threshold", type=float, default=0.97, help="face detection confidence, in [0, 1)")
-    restore.add_argument("--select", choices=SELECTION_MODES, default="all")
-    restore.add_argument("--top-k", type=int, default=1)
+    restore.add_argument("--select", choices=SELECTION_MODES, default="all",
+                         help="which faces of each image to restore: all, the largest, the one nearest the center, "
+                         "or the --top-k most confident")
+    restore.add_argument("--top-k", type=int, default=1, help="with --select top_k: how many faces")
     restore.add_argument("--min-face", type=int, default=0, help="ignore faces smaller than this (pixels)")
     restore.add_argument("--max-face", type=int, default=0, help="ignore faces larger than this (pixels; 0 = no limit)")
     restore.add_argument("--min-eye-distance", type=float, default=GFPGANER_MIN_EYE_DISTANCE,
@@ -332,12 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--video-smoothing", type=float, default=0.5,
                          help="videos: how much each face's landmarks follow the previous frame's, in [0, 1) "
                          "(0 = none; steadier faces, less jitter); images are never smoothed")
-    restore.add_argument("--color-correction", action="store_true")
+    restore.add_argument("--color-correction", action="store_true",
+                         help="match each restored face's colours to the original face's before pasting it back")
     restore.add_argument("--chunk", type=int, help="faces per network call, gathered across images (default: 8 on "
                          "CUDA, 1 on CPU)")
     restore.add_argument("--jobs", type=int, default=default_jobs(),
                          help="threads that decode, paste back and encode images while the device restores "
-                         f"(default: min(4, CPU cores) = {default_jobs()} here)")
+                         f"(default: min(4, CPU cores) = {default_jobs()} here; at most {MAX_JOBS}, and never more "
+                         "than the images or 4 per CPU core are started)")
+    restore.add_argument("--max-megapixels", type=float, default=MAX_MEGAPIXELS,
+                         help="larger images are refused from their header, never decoded (decompression bombs, "
+                         "or more than memory holds)")
     restore.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
     restore.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                          help="auto: bf16 on GPUs and CPUs with native bf16 (output PSNR vs fp32 ~60 dB), else fp32; "
@@ -348,15 +446,17 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--aligned", action="store_true",
                          help="inputs are already-aligned face crops (any size: each comes back in its own size, "
                          "gray or alpha)")
-    restore.add_argument("--overwrite", action="store_true")
+    restore.add_argument("--overwrite", action="store_true",
+                         help="replace outputs that exist (without it they are skipped, so a stopped run resumes); "
+                         "an input is never replaced, even with it")
     restore.add_argument("--download", action="store_true",
                          help="fetch missing official model files (e.g. --model models/GFPGANv1.4.pth) by URL, "
                          "sha256-checked where a hash is known (a warning says when it is not); never done without "
                          "this flag")
     restore.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
                          help="run as a Ray Data job: on a new local Ray, or on the cluster at ADDRESS (auto, "
-                         "HOST:6379); put it after the inputs (or write --ray=ADDRESS). Needs "
-                         "pip install comfyui-gfpgan[ray]")
+                         "HOST:6379); put it after the inputs (or write --ray=ADDRESS). Needs Ray Data: "
+                         'pip install "ray[data]>=2.60" (in a checkout: pip install -e ".[ray]")')
     restore.add_argument("--workers", type=int,
                          help="with --ray: how many workers, each loading the models once (default: one per GPU "
                          "where the cluster has GPUs, else one per node)")
@@ -368,28 +468,35 @@ def build_parser() -> argparse.ArgumentParser:
                          "--device is not cpu, else 0)")
     restore.set_defaults(run=cmd_restore)
 
-    inspect = commands.add_parser("inspect", help="say what a weights file is")
-    inspect.add_argument("file")
+    inspect = command("inspect", "say what a weights file is",
+                      "Names a weights file's family, config, crop size and fidelity knob, without running it.")
+    inspect.add_argument("file", help="a .pth, .safetensors or .onnx file")
     inspect.set_defaults(run=cmd_inspect)
 
-    convert = commands.add_parser("convert", help="convert a .pth checkpoint to .safetensors")
-    convert.add_argument("input")
-    convert.add_argument("output")
-    convert.add_argument("--overwrite", action="store_true")
+    convert = command("convert", "convert a .pth checkpoint to .safetensors",
+                      "Writes a .pth checkpoint's weights as .safetensors (which loads without running pickled "
+                      "code), under a temporary name renamed into place.")
+    convert.add_argument("input", help="the .pth checkpoint")
+    convert.add_argument("output", help="the .safetensors file to write")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.set_defaults(run=cmd_convert)
 
-    make = commands.add_parser("make-test-model", help="write a seeded random GFPGAN (smoke tests only)")
-    make.add_argument("output")
-    make.add_argument("--seed", type=int, default=0)
+    make = command("make-test-model", "write a seeded random GFPGAN (smoke tests only)",
+                   "Writes a GFPGANv1Clean with the official config and seeded random weights: it runs like a "
+                   "real model but restores nothing (for smoke tests without downloading a checkpoint).")
+    make.add_argument("output", help="the .safetensors file to write")
+    make.add_argument("--seed", type=int, default=0, help="the weights' random seed")
     make.set_defaults(run=cmd_make_test_model)
 
-    download = commands.add_parser("download", help="explicitly download an official weights file, sha256-checked "
-                                   "where a hash is known (a warning says when it is not)")
+    download = command("download", "explicitly download an official weights file, sha256-checked where a hash is "
+                       "known (a warning says when it is not)",
+                       "Downloads a known official weights file by its URL (then its mirrors), sha256-checked where "
+                       "its hash is known; nothing is ever downloaded without this command or restore --download.")
     download.add_argument("name", nargs="?", help="file name, e.g. GFPGANv1.4.pth or codeformer-v0.1.0.pth")
     download.add_argument("--list", action="store_true",
                           help="list the known files: family, crop size, licence, whether the sha256 is known")
     download.add_argument("--dir", default="models", help="destination folder")
-    download.add_argument("--overwrite", action="store_true")
+    download.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     download.set_defaults(run=cmd_download)
 
     migrate = commands.add_parser(
@@ -415,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UserError, JobError, ModelLoadError, FaceModelError, ValueError, OSError) as error:
-        print(f"\nerror: {error}", file=sys.stderr)
+        print(f"\nerror: {printable(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

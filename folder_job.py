@@ -11,19 +11,24 @@ run leaves no truncated file that the next run would skip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .face_pipeline.errors import one_line
+from .face_pipeline.errors import FaceInputError, one_line
 from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
 from .video_file import VIDEO_SUFFIXES, is_video, output_name
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 OUTCOMES = ("restored", "unchanged", "skipped", "unreadable", "failed")  # the summary's order
+MAX_MEGAPIXELS = 100.0  # default --max-megapixels: larger images are refused from their header, never decoded
+MAX_JOBS = 256  # --jobs above this is refused: each job is two threads, and thousands exhaust the process
+JOBS_PER_CORE = 4  # I/O threads per CPU core at most: more only wait on the same cores
 
 
 def default_jobs() -> int:
@@ -31,8 +36,18 @@ def default_jobs() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+def io_threads(jobs: int, files: int) -> int:
+    """The I/O threads a stream of ``files`` images starts for ``--jobs`` ``jobs``: no more than there are files
+    to read, nor than ``JOBS_PER_CORE`` per CPU core (at least 1)."""
+    return max(1, min(jobs, files, JOBS_PER_CORE * (os.cpu_count() or 1)))
+
+
 class JobError(Exception):
     """An error about one input file (or the whole job's settings), printed as one line."""
+
+
+class UnreadableImage(FaceInputError):
+    """A file not decoded as an image (not one, refused from its header, or unreadable): why, in one line."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,11 @@ class JobSpec:
     restore: RestoreSettings = field(default_factory=RestoreSettings)
     paste: PasteSettings = field(default_factory=PasteSettings)
     video_smoothing: float = 0.5  # landmark smoothing across a video's frames (images are never smoothed)
+    max_megapixels: float = MAX_MEGAPIXELS  # larger images are refused from their header, before decoding
 
     def __post_init__(self) -> None:
+        if not self.max_megapixels > 0:
+            raise JobError(f"--max-megapixels must be above 0, got {self.max_megapixels!r}")
         if not self.aligned and not self.detector:
             raise JobError("--detector is required (or use --aligned for pre-aligned face crops)")
         dataclasses.replace(self.detect, smoothing=self.video_smoothing)  # DetectSettings checks its range
@@ -109,12 +127,17 @@ def _folder_images(folder: Path, recursive: bool, output: Path | None) -> tuple[
 def plan_targets(files: Iterable[tuple[Path, Path]], out_dir: Path,
                  overwrite: bool) -> tuple[list[tuple[Path, Path]], list[FileOutcome]]:
     """``(input, output)`` pairs to restore, from ``(input, path under out_dir)`` pairs, and the inputs skipped:
-    an output that exists (unless ``overwrite``: so an interrupted run resumes where it stopped) or that an
-    earlier input already claims."""
+    an output that is an input file (never written, even with ``overwrite``: restoring never replaces a photo),
+    that exists (unless ``overwrite``: so an interrupted run resumes where it stopped) or that an earlier input
+    already claims."""
+    files = list(files)
+    inputs = {path.resolve() for path, _ in files}
     todo, skipped, claimed = [], [], set()
     for path, name in files:
         target = out_dir / output_name(name)
-        if target in claimed:
+        if target.resolve() in inputs:
+            skipped.append(_would_replace_an_input(path, target))
+        elif target in claimed:
             skipped.append(FileOutcome(path, "skipped", f"an earlier input already wrote {target}"))
         elif target.exists() and not overwrite:
             skipped.append(FileOutcome(path, "skipped", f"{target} exists (use --overwrite)"))
@@ -124,29 +147,138 @@ def plan_targets(files: Iterable[tuple[Path, Path]], out_dir: Path,
     return todo, skipped
 
 
-def read_image(path: Path):
-    """``(HxWxC float32 in 0..1, bit depth)``: RGB(A) or HxWx1 gray; None if unreadable.
+def _would_replace_an_input(path: Path, target: Path) -> FileOutcome:
+    where = "itself" if target.resolve() == path.resolve() else f"the input {target}"
+    return FileOutcome(path, "skipped", f"its output would replace {where}; inputs are never written over "
+                       "(choose another -o)")
 
-    JPEGs are turned upright by their EXIF orientation, as viewers show them
-    (the output is written without EXIF); other formats keep an alpha channel.
+
+def read_image(path: Path, max_megapixels: float = MAX_MEGAPIXELS):
+    """``(HxWxC float32 in 0..1, bit depth)``: RGB(A) or HxWx1 gray, turned upright by its EXIF orientation (JPEG,
+    PNG, WebP; a TIFF's own orientation tag), as viewers show it; the output is written without EXIF.
+
+    The header is read first (``_header``): an image over ``max_megapixels`` (a decompression bomb, or more
+    than memory holds) or with several frames (an animation) is refused before a pixel is decoded. Every
+    failure is an ``UnreadableImage`` (``MemoryError`` where decoding runs out of memory), in one line.
     """
     import cv2
     import numpy as np
 
+    _quiet_decoders()
+    orientation = _header(path, max_megapixels)
+    # (OpenCV turns JPEGs by their EXIF itself unless told not to: here every format is turned below, once)
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if jpeg else cv2.IMREAD_UNCHANGED
-    data = cv2.imread(str(path), flags)
-    if data is None or data.size == 0 or data.dtype not in (np.uint8, np.uint16):
-        return None
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION if jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        data = cv2.imread(str(path), flags)
+    except cv2.error as error:
+        if "Insufficient memory" in str(error) or "Failed to allocate" in str(error):
+            raise MemoryError("out of memory decoding it") from None
+        raise UnreadableImage(f"not a readable image ({_cv2_reason(error)})") from None
+    if data is None or data.size == 0:
+        raise UnreadableImage("not a readable image")
+    if data.dtype not in (np.uint8, np.uint16):  # 32-bit float TIFFs, for one: their range is not 0..1
+        raise UnreadableImage(f"{data.dtype} samples: only 8- and 16-bit images are restored")
+    if data.shape[0] * data.shape[1] > max_megapixels * 1e6:  # a format the header reader does not know
+        raise UnreadableImage(_too_large(data.shape[1], data.shape[0], max_megapixels))
     depth = 16 if data.dtype == np.uint16 else 8
     data = data.astype(np.float32) / (2**depth - 1)
     if data.ndim == 2:
-        return data[:, :, None], depth
-    if data.shape[2] == 3:
-        return data[:, :, ::-1].copy(), depth
-    if data.shape[2] == 4:
-        return data[:, :, [2, 1, 0, 3]].copy(), depth
-    return None
+        data = data[:, :, None]
+    elif data.shape[2] == 3:
+        data = data[:, :, ::-1]
+    elif data.shape[2] == 4:
+        data = data[:, :, [2, 1, 0, 3]]
+    else:
+        raise UnreadableImage(f"{data.shape[2]} channels: only gray, RGB and RGBA images are restored")
+    return np.ascontiguousarray(_upright(data, orientation)), depth
+
+
+@functools.cache
+def _quiet_decoders() -> None:
+    """Our own header check replaces OpenCV's and Pillow's: their raw log lines and warnings are silenced, since
+    each failure becomes its file's one-line message instead."""
+    import warnings
+
+    import cv2
+    from PIL import Image
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _header(path: Path, max_megapixels: float) -> int:
+    """The EXIF orientation (1..8) from the file's header, read by Pillow, which decodes no pixels to open a file;
+    an ``UnreadableImage`` where the header says the image is too large or animated, or the file cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_megapixels * 1e6:
+                raise UnreadableImage(_too_large(width, height, max_megapixels))
+            # an animation (GIF, APNG, WebP) is refused, not flattened to its first frame; a TIFF's further pages
+            # are often thumbnails, so a TIFF gives its first page
+            if image.format != "TIFF" and getattr(image, "is_animated", False):
+                raise UnreadableImage(f"an animated image ({image.n_frames} frames): only still images are "
+                                      "restored (a video file of it is restored frame by frame)")
+            # (OpenCV's TIFF reader turns the image itself; Pillow reads a PNG's EXIF before its pixels only where
+            # it comes first, else it would decode them)
+            if image.format == "TIFF" or image.format == "PNG" and "exif" not in image.info:
+                return 1
+            return int(image.getexif().get(_ORIENTATION, 1) or 1)
+    except UnreadableImage:
+        raise
+    except Image.DecompressionBombError as error:  # Pillow's own limit (twice 89 MP): only above ours
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        raise UnreadableImage(f"{int(pixels[1]) / 1e6 if pixels else 179:.0f} megapixels, over the "
+                              f"{max_megapixels:g} megapixel limit: not decoded (--max-megapixels)") from None
+    except UnidentifiedImageError:
+        return _tiff_header(path, max_megapixels)  # e.g. a float TIFF; anything else goes to OpenCV as it is
+    except (OSError, SyntaxError, ValueError) as error:  # (an OSError also for a truncated header)
+        raise UnreadableImage(f"could not read it: {getattr(error, 'strerror', None) or one_line(error)}") from None
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _tiff_header(path: Path, max_megapixels: float) -> int:
+    """A TIFF's size checked from its first directory (TIFFs Pillow cannot open: float or odd layouts)."""
+    from PIL import TiffImagePlugin
+
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        if head[:4] not in TiffImagePlugin.PREFIXES:
+            return 1
+        directory = TiffImagePlugin.ImageFileDirectory_v2(head if head[2] == 43 else head[:8])  # 43: BigTIFF
+        handle.seek(directory.next)
+        directory.load(handle)
+    width, height = directory.get(256, 0), directory.get(257, 0)  # ImageWidth, ImageLength
+    if width * height > max_megapixels * 1e6:
+        raise UnreadableImage(_too_large(width, height, max_megapixels))
+    return 1  # (OpenCV's TIFF reader applies the orientation itself)
+
+
+def _too_large(width: int, height: int, max_megapixels: float) -> str:
+    return (f"{width}x{height} ({width * height / 1e6:.0f} megapixels), over the {max_megapixels:g} megapixel "
+            "limit: not decoded (--max-megapixels)")
+
+
+def _cv2_reason(error: Exception) -> str:
+    """OpenCV's error without its source location: ``(-215:Assertion failed) x in function 'f'`` -> ``x``."""
+    text = one_line(error)
+    match = re.search(r"\) (.*?) in function", text)
+    return match[1] if match else text
+
+
+def _upright(data, orientation: int):
+    """``data`` (HxWxC) as EXIF ``orientation`` says to show it (1 as stored, 6 turned 90 degrees clockwise...)."""
+    import numpy as np
+
+    turns = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+             7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
+    return turns.get(orientation, turns[1])(data)
 
 
 def write_image(path: Path, image, depth: int = 8) -> None:
@@ -211,8 +343,10 @@ def job_dtype(name: str, device: str):
 
 def check_jobs(jobs: int) -> int:
     """``jobs`` if it is a usable number of I/O threads, else a ``JobError`` (the CLI checks before loading)."""
-    if not isinstance(jobs, int) or jobs < 1:
-        raise JobError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+    if not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
+        raise JobError(f"--jobs must be a whole number in 1..{MAX_JOBS}, got {jobs!r} (the default, "
+                       f"{default_jobs()} here, keeps the device busy; more than {JOBS_PER_CORE} per CPU core "
+                       "are not started)")
     return jobs
 
 
@@ -249,14 +383,23 @@ class FolderJob:
         from .face_pipeline.stream import restore_stream
 
         jobs = default_jobs() if jobs is None else check_jobs(jobs)
-        spec, pairs = self.spec, list(pairs)
-        images = restore_stream([pair for pair in pairs if not is_video(pair[0])], _load_file, _save_file,
-                                self.restorer, self.detector, self.parser, detect=spec.detect, restore=self.restore,
-                                paste=spec.paste, aligned=spec.aligned, workers=jobs)
-        return self._then_videos(images, [pair for pair in pairs if is_video(pair[0])], on_video_frames)
+        spec, pairs, refused = self.spec, list(pairs), []
+        inputs = {source.resolve() for source, _ in pairs}
+        for pair in pairs:  # (plan_targets refuses these too: here for callers that pair files themselves)
+            if pair[1].resolve() in inputs:
+                refused.append(_would_replace_an_input(*pair))
+        pairs = [pair for pair in pairs if pair[1].resolve() not in inputs]
+        images = [pair for pair in pairs if not is_video(pair[0])]
+        load = functools.partial(_load_file, max_megapixels=spec.max_megapixels)
+        stream = restore_stream(images, load, _save_file, self.restorer, self.detector, self.parser,
+                                detect=spec.detect, restore=self.restore, paste=spec.paste, aligned=spec.aligned,
+                                workers=io_threads(jobs, len(images))) if images else iter(())
+        return self._then_videos(stream, [pair for pair in pairs if is_video(pair[0])], on_video_frames, refused)
 
     def _then_videos(self, images: Iterator[FileOutcome], videos: list[tuple[Path, Path]],
-                     on_frames: Callable[[Path, int], None] | None) -> Iterator[FileOutcome]:
+                     on_frames: Callable[[Path, int], None] | None,
+                     refused: list[FileOutcome]) -> Iterator[FileOutcome]:
+        yield from refused
         yield from images
         for source, target in videos:
             yield self.restore_video(source, target, on_frames)
@@ -269,7 +412,7 @@ class FolderJob:
         import torch
 
         from .face_pipeline.pipeline import restore_faces_in_images
-        from .face_pipeline.stream import ITEM_ERRORS
+        from .face_pipeline.stream import item_error
         from .video_file import VideoError, restore_video
 
         if self.spec.aligned:
@@ -302,8 +445,8 @@ class FolderJob:
             return FileOutcome(source, "unreadable" if error.unreadable else "failed", one_line(error))
         except OSError as error:
             return _could_not_write(source, target, error)
-        except ITEM_ERRORS as error:  # as for images: bad frames, or too big for the device, fail this video alone
-            return FileOutcome(source, "failed", one_line(error))
+        except Exception as error:  # as for images: bad frames, or too big for the device, fail this video alone
+            return FileOutcome(source, "failed", one_line(item_error(error)))
         if not outcome.faces:
             return FileOutcome(source, "unchanged", f"no face found in {outcome.frames} frames, "
                                + ("written unchanged" if same_container else f"re-encoded as {target.name}"))
@@ -311,30 +454,27 @@ class FolderJob:
                            faces=outcome.faces)
 
 
-def _load_file(pair: tuple[Path, Path]):
-    """The stream's loader: the input as a ``[1,C,H,W]`` frame with its bit depth, or None if unreadable."""
+def _load_file(pair: tuple[Path, Path], max_megapixels: float = MAX_MEGAPIXELS):
+    """The stream's loader: the input as a ``[1,C,H,W]`` frame with its bit depth (an ``UnreadableImage`` if it
+    is not read, which the stream hands to ``_save_file``)."""
     import torch
 
     from .face_pipeline.stream import Frame
 
-    read = read_image(pair[0])
-    if read is None:
-        return None
-    image, depth = read
+    image, depth = read_image(pair[0], max_megapixels=max_megapixels)
     return Frame(torch.from_numpy(image).permute(2, 0, 1)[None], meta=depth)
 
 
 def _save_file(result) -> FileOutcome:
     """The stream's saver: write one ``StreamResult`` to its output and say what happened."""
     path, target = result.source
+    if isinstance(result.error, UnreadableImage):
+        return FileOutcome(path, "unreadable", one_line(result.error))
     if result.error is not None:
         return FileOutcome(path, "failed", one_line(result.error))
-    if result.frame is None:
-        return FileOutcome(path, "unreadable", "not a readable image")
     try:
         if result.image is None:
-            if target.resolve() != path.resolve():  # restoring a folder in place: nothing to copy
-                write_atomically(target, lambda partial: shutil.copyfile(path, partial))
+            write_atomically(target, lambda partial: shutil.copyfile(path, partial))
             return FileOutcome(path, "unchanged", "no face found, written unchanged")
         write_image(target, result.image[0].permute(1, 2, 0).numpy(), result.frame.meta)
     except JobError as error:

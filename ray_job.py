@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 
 from .folder_job import FileOutcome, FolderJob, JobError, JobSpec
 
-RAY_MISSING = "--ray needs Ray Data: pip install comfyui-gfpgan[ray]"
+RAY_MISSING = '--ray needs Ray Data: pip install "ray[data]>=2.60" (in a checkout of this pack: pip install -e ".[ray]")'
 LOCAL = "local"  # ray.init's name for "start a new local Ray"
 MAX_BATCH = 8  # files per actor call at most: small batches keep the workers evenly busy and the progress fine
 
@@ -152,7 +152,7 @@ class RestoreWorker:
         if self.job is None:  # the driver stops at the first of these rows, with the load error as its error
             outcomes = [FileOutcome(source, "failed", self.load_error) for source, _ in pairs]
         else:
-            outcomes = list(self.job.restore_files(pairs))
+            outcomes = self._restore(pairs)
         rows = {
             "path": [str(outcome.path) for outcome in outcomes],
             "status": [outcome.status for outcome in outcomes],
@@ -162,6 +162,18 @@ class RestoreWorker:
         }
         return {key: np.array(values, dtype=object if isinstance(values[0], str) else None)
                 for key, values in rows.items()}
+
+    def _restore(self, pairs: list[tuple[Path, Path]]) -> list[FileOutcome]:
+        """The batch's outcomes; where the batch raises (a bug, not a file's failure), each file again alone, so
+        the error names its file instead of failing the whole Ray job with Ray's retry text."""
+        from .face_pipeline.errors import one_line
+
+        try:
+            return list(self.job.restore_files(pairs))
+        except Exception as error:
+            if len(pairs) == 1:
+                return [FileOutcome(pairs[0][0], "failed", f"{type(error).__name__}: {one_line(error)}")]
+        return [outcome for pair in pairs for outcome in self._restore([pair])]
 
 
 def _innermost_cause(error: BaseException) -> str:

@@ -1,5 +1,5 @@
 """Video files for ``comfyui-gfpgan restore``: decoded, restored and encoded a few frames at a time with PyAV
-(an optional dependency: ``pip install comfyui-gfpgan[video]``), so memory stays flat however long the video.
+(an optional dependency: ``pip install av``), so memory stays flat however long the video.
 
 The video is encoded as H.264 at the input's frame timestamps (so its frame rate, constant or variable, is
 kept); the first audio track is copied packet for packet, untouched. Outputs keep their container where it
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"}
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # the containers we write
-AV_MISSING = "restoring videos needs PyAV: pip install comfyui-gfpgan[video]"
+AV_MISSING = 'restoring videos needs PyAV: pip install av (in a checkout of this pack: pip install -e ".[video]")'
 CRF = 16  # x264's constant quality: visually lossless for most footage (lower is larger and closer)
 FRAMES_PER_CALL = 16  # frames decoded and restored at a time: memory stays that of 16 frames, however long
 
@@ -84,9 +84,34 @@ def restore_video(source: Path, partial: Path, target_suffix: str, restore_frame
             with av.open(str(partial), mode="w", format=_FORMATS[target_suffix.lower()]) as out:
                 return _transcode(av, container, video_in, audio_in, out, restore_frames, frames_per_call, turns,
                                   on_frames)
+        except _RestoreFailed as failed:  # the restoring's own error (a bad setting, memory), as it was raised
+            raise failed.error from None
+        except OSError:  # a full disk, a file too large: the caller names the output it could not write
+            raise
         except (av.FFmpegError, ValueError) as error:  # PyAV refuses a codec the container cannot hold with ValueError
-            raise VideoError(f"stopped part way: a damaged frame, or a stream {target_suffix} cannot hold "
-                             f"({one_line(error)})") from None
+            raise VideoError(f"stopped part way: a stream {target_suffix} cannot hold ({one_line(error)})") from None
+
+
+class _RestoreFailed(Exception):
+    """Carries an error of ``restore_frames`` past the handler of PyAV's errors, which would misname it."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _decoded(av, container, streams):
+    """``(packet, frames)`` of ``container``'s ``streams``; a damaged frame or an unreadable file says so."""
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets, None)
+            if packet is None:
+                return
+            frames = packet.decode() if packet.stream.type == "video" else []
+        except (av.FFmpegError, OSError) as error:
+            raise VideoError(f"stopped part way: a damaged frame ({one_line(error)})") from None
+        yield packet, frames
 
 
 def _quarter_turns(av, source: Path) -> int:
@@ -120,7 +145,10 @@ def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFr
 
     def encode(frames) -> None:
         pixels = np.rot90(np.stack([frame.to_ndarray(format="rgb24") for frame in frames]), turns, axes=(1, 2))
-        restored, with_faces, faces = restore_frames(np.ascontiguousarray(pixels))
+        try:
+            restored, with_faces, faces = restore_frames(np.ascontiguousarray(pixels))
+        except Exception as error:
+            raise _RestoreFailed(error) from None
         counts[0], counts[1], counts[2] = counts[0] + len(frames), counts[1] + with_faces, counts[2] + faces
         if on_frames is not None:
             on_frames(counts[0])
@@ -130,13 +158,13 @@ def _transcode(av, container, video_in, audio_in, out, restore_frames: RestoreFr
             out.mux(video_out.encode(frame))
 
     streams = [video_in] + ([audio_in] if audio_in is not None else [])
-    for packet in container.demux(*streams):
+    for packet, frames in _decoded(av, container, streams):
         if packet.stream is audio_in:
             if packet.dts is not None:  # (the demuxer's empty flush packet has none)
                 packet.stream = audio_out
                 out.mux(packet)
             continue
-        for frame in packet.decode():
+        for frame in frames:
             pending.append(frame)
             if len(pending) == frames_per_call:
                 encode(pending)

@@ -20,6 +20,7 @@ raised to the caller once the workers have finished what they hold.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,7 +39,20 @@ S = TypeVar("S")
 R = TypeVar("R")
 
 ITEM_ERRORS = (FaceInputError, OSError, MemoryError, torch.cuda.OutOfMemoryError)
-"""Errors about one image (or one too big for the device): that image fails, the others go on."""
+"""Errors about one image (or one too big for the device): that image fails, the others go on. (torch's CPU
+allocator reports running out of memory as a plain RuntimeError: ``item_error`` turns it into a MemoryError.)"""
+
+
+def item_error(error: Exception) -> Exception:
+    """``error`` where it is about one image (``ITEM_ERRORS``, or torch's CPU allocator out of memory, as a
+    ``MemoryError``); any other error is raised again: a bug stops the stream."""
+    if isinstance(error, ITEM_ERRORS):
+        return error
+    if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+        size = re.search(r"allocate (\d+) bytes", str(error))
+        return MemoryError(f"out of memory (tried to allocate {int(size[1]) / 2**30:.1f} GiB)" if size else
+                           "out of memory")
+    raise error
 
 _POLL = 0.05  # s: how often a waiting stage looks for results to hand on, or for the stop signal
 
@@ -132,30 +146,48 @@ class _Stream(Generic[S, R]):
     # --- the calling thread ---------------------------------------------------------------------------
 
     def run(self) -> Iterator[R]:
-        threads = [threading.Thread(target=self._load_loop, daemon=True) for _ in range(self.workers)]
-        threads += [threading.Thread(target=self._save_loop, daemon=True) for _ in range(self.workers)]
-        for thread in threads:
-            thread.start()
+        loaders, savers = self._start_threads()
         try:
-            loaders = self.workers
-            while loaders:
+            running = len(loaders)
+            while running:
                 item = yield from self._next_loaded()
                 if item is _END:
-                    loaders -= 1
+                    running -= 1
                     continue
                 yield from self._take_in(item)
                 del item  # hold no image while waiting for the next
                 yield from self._drain()
             while self.pending:
                 yield from self._restore_next_batch()
-            for _ in range(self.workers):
+            for _ in savers:
                 yield from self._put(self.finished, _END)
             while self.outstanding:
                 yield from self._drain(wait=True)
         finally:
             self.stop.set()
-            for thread in threads:
+            for thread in loaders + savers:
                 thread.join()
+
+    def _start_threads(self) -> tuple[list[threading.Thread], list[threading.Thread]]:
+        """A loader and a saver per worker; where the system starts fewer threads (a process limit), the stream
+        runs with the pairs that started, and fails in one line only if none did."""
+        loaders, savers = [], []
+        try:
+            for _ in range(self.workers):
+                loader = threading.Thread(target=self._load_loop, daemon=True)
+                saver = threading.Thread(target=self._save_loop, daemon=True)
+                saver.start()  # (the saver first: a loader alone would take sources that no saver writes)
+                savers.append(saver)
+                loader.start()
+                loaders.append(loader)
+        except RuntimeError as error:  # "can't start new thread"
+            if not loaders:
+                self.stop.set()
+                for thread in savers:
+                    thread.join()
+                raise FaceInputError(f"could not start the stream's threads ({error}); the system's limit on "
+                                     "threads is reached") from None
+        return loaders, savers
 
     def _take_in(self, item: _Item) -> Iterator[R]:
         """Detect and align one loaded image; queue its faces for the network, or hand it on."""
@@ -163,8 +195,8 @@ class _Stream(Generic[S, R]):
         if result.error is None and result.frame is not None:
             try:
                 self._find_faces(item)
-            except ITEM_ERRORS as error:
-                self._fail(item, error)
+            except Exception as error:
+                self._fail(item, item_error(error))
         if item.waiting == 0:
             yield from self._hand_on(item)
             return
@@ -189,15 +221,16 @@ class _Stream(Generic[S, R]):
         items = list(dict.fromkeys(item for item, _ in entries))
         try:
             self._restore(entries)
-        except ITEM_ERRORS as error:
+        except Exception as error:
+            error = item_error(error)
             if len(items) == 1:
                 self._fail(items[0], error)
             else:  # find out whose face it was: each image's faces again, on their own
                 for item in items:
                     try:
                         self._restore([entry for entry in entries if entry[0] is item])
-                    except ITEM_ERRORS as error:
-                        self._fail(item, error)
+                    except Exception as error:
+                        self._fail(item, item_error(error))
         for item in items:
             if item.waiting == 0 or item.result.error is not None:
                 yield from self._hand_on(item)
@@ -281,8 +314,8 @@ class _Stream(Generic[S, R]):
                 item = _Item(StreamResult(source))
                 try:
                     item.result.frame = self.load(source)
-                except ITEM_ERRORS as error:
-                    item.result.error = error.with_traceback(None)
+                except Exception as error:
+                    item.result.error = item_error(error).with_traceback(None)
                 if not self._offer(self.loaded, item):
                     return
                 del item
@@ -317,6 +350,6 @@ class _Stream(Generic[S, R]):
             else:
                 result.image = _paste_chunk(item.chunk, restored, self.parser, self.paste, pixels)[0]
             result.faces = len(restored)
-        except ITEM_ERRORS as error:
-            result.error = error.with_traceback(None)
+        except Exception as error:
+            result.error = item_error(error).with_traceback(None)
         return result

@@ -464,7 +464,9 @@ def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared
     (["--min-face", "-3"], "negative"), (["--min-face", "300", "--max-face", "100"], "above max_face_size"),
     (["--min-eye-distance", "-1"], "negative"), (["--face-indices", "2-1"], "backwards"),
     (["--chunk", "0"], "chunk_size"), (["--fidelity", "2"], "fidelity"), (["--blend", "-1"], "blend"),
-    (["--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
+    (["--jobs", "0"], "--jobs must be a whole number in 1..256, got 0"),
+    (["--jobs", "100000"], "--jobs must be a whole number in 1..256, got 100000"),  # once 200000 threads, then a crash
+    (["--max-megapixels", "0"], "--max-megapixels must be above 0"),
 ])
 def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, message, tmp_path, shared_dir,
                                                                          retinaface_weights, capsys):
@@ -537,7 +539,7 @@ def test_progress_and_summary_give_the_throughput_and_jobs_reach_the_stream(tmp_
     captured = capsys.readouterr()
     final = captured.err.split("\r")[-1]
     assert final.startswith("restoring [") and " 3/3  " in final and final.endswith("\n")
-    assert " images/s  " in final and " faces/s  ETA 0:00" in final
+    assert " files/s  " in final and " faces/s  ETA 0:00" in final
     summary = captured.out.strip()
     assert summary.startswith(f"{tmp_path / 'out'}: 3 unchanged (3 images in ") and summary.endswith(" 0.00 faces/s)")
     assert workers == [3]
@@ -554,10 +556,10 @@ def test_an_interrupted_restore_resumes_where_it_stopped(tmp_path, retinaface_we
         cv2.imwrite(str(inputs / f"{index}.png"), np.full((64, 80, 3), 10 * index, np.uint8))
     real_update = cli._Progress.update
 
-    def interrupt_after_three(self, faces):  # Ctrl-C while the fourth outcome is reported
+    def interrupt_after_three(self, faces, kind=None):  # Ctrl-C while the fourth outcome is reported
         if self.done == 3:
             raise KeyboardInterrupt
-        real_update(self, faces)
+        real_update(self, faces, kind)
 
     monkeypatch.setattr(cli._Progress, "update", interrupt_after_three)
     common = [str(inputs), "-o", str(out), "--model", model, "--detector", str(retinaface_weights), "--jobs", "2"]

@@ -27,7 +27,8 @@ def test_without_ray_the_error_says_how_to_install_it(tmp_path, monkeypatch, cap
     assert main(["restore", str(tmp_path / "in.png"), "-o", str(out), "--model", str(tmp_path / "absent.pth"),
                  "--detector", str(tmp_path / "absent.pth"), "--ray"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --ray needs Ray Data: pip install comfyui-gfpgan[ray]") and len(err.splitlines()) == 1
+    assert err.startswith('error: --ray needs Ray Data: pip install "ray[data]>=2.60" (in a checkout of this pack: '
+                          'pip install -e ".[ray]")') and len(err.splitlines()) == 1
     assert "absent.pth" not in err and not out.exists()  # said before anything is loaded or written
 
 
@@ -76,7 +77,7 @@ def test_worker_plan_refuses_what_could_never_start(nodes, settings, message):
 def ray_address():
     """A local Ray with 2 CPUs and no GPU for this module (the CLI's --ray runs join it)."""
     ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data", reason="Ray Data needs pandas and pyarrow: pip install comfyui-gfpgan[ray]")
+    pytest.importorskip("ray.data", reason='Ray Data needs pandas and pyarrow: pip install -e ".[ray]"')
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -84,13 +85,20 @@ def ray_address():
 
 @pytest.fixture(scope="module")
 def photo_folder(shared_dir, tmp_path_factory) -> Path:
-    """Two photos with a face each, one without, one file that is no image."""
+    """Two photos with a face each, one without, one file that is no image, and a decompression bomb (once it
+    failed the Ray job as a whole: "the Ray job failed: To change retry attempts...", naming no file)."""
+    from test_cli_hardening import header_bomb
+
     folder = tmp_path_factory.mktemp("ray_in")
+    header_bomb(folder / "bomb.png")
     shutil.copy(shared_dir / "images" / "astronaut.png", folder / "astronaut.png")
     shutil.copy(shared_dir / "images" / "grace_hopper.jpg", folder / "grace_hopper.jpg")
     cv2.imwrite(str(folder / "blank.png"), np.full((64, 80, 3), 90, np.uint8))
     (folder / "notes.png").write_text("not an image")
     return folder
+
+
+BOMB = "3600 megapixels, over the 100 megapixel limit: not decoded (--max-megapixels)"
 
 
 def _restore_args(photo_folder, out, small_model, retinaface_weights):
@@ -99,7 +107,7 @@ def _restore_args(photo_folder, out, small_model, retinaface_weights):
 
 def _counts(stdout: str, out) -> str:
     """The summary line without its throughput, which differs from run to run."""
-    return re.sub(r" \(\d+ images in .*\)$", "", stdout.strip().replace(str(out), "OUT"))
+    return re.sub(r" \(\d+ images? in .*\)$", "", stdout.strip().replace(str(out), "OUT"))
 
 
 def _file_lines(err: str) -> list[str]:
@@ -146,9 +154,10 @@ def test_workers_write_what_the_single_process_cli_writes(workers, ray_address, 
     threads = 2 // workers
     code, stdout, file_lines, expected = single_process_runs(threads)
     assert (run.returncode, _counts(run.stdout, out)) == (code, stdout), run.stderr[-3000:]
-    assert code == 1 and stdout == "OUT: 2 restored, 1 unchanged, 1 unreadable"
+    assert code == 1 and stdout == "OUT: 2 restored, 1 unchanged, 2 unreadable"
     assert _file_lines(run.stderr) == file_lines == [
         f"{photo_folder / 'blank.png'}: no face found, written unchanged",
+        f"skipped {photo_folder / 'bomb.png'}: {BOMB}",
         f"skipped {photo_folder / 'notes.png'}: not a readable image",
     ]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in expected.iterdir()) == [
@@ -181,7 +190,8 @@ def test_existing_outputs_are_skipped_and_the_rest_restored(ray_address, photo_f
     captured = capsys.readouterr()
     assert f"skipped {photo_folder / 'astronaut.png'}: {out / 'astronaut.png'} exists (use --overwrite)" in captured.err
     assert f"skipped {photo_folder / 'notes.png'}: not a readable image" in captured.err
-    assert _counts(captured.out, out) == "OUT: 1 restored, 1 unchanged, 1 skipped, 1 unreadable"
+    assert f"skipped {photo_folder / 'bomb.png'}: {BOMB}" in captured.err and "Traceback" not in captured.err
+    assert _counts(captured.out, out) == "OUT: 1 restored, 1 unchanged, 1 skipped, 2 unreadable"
     assert (out / "astronaut.png").read_bytes() == b"an earlier run's output"
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "blank.png", "grace_hopper.jpg"]
     import ray

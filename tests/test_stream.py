@@ -136,3 +136,26 @@ def test_impossible_options_are_refused_before_anything_runs(options, message):
     with pytest.raises(FaceInputError, match=message):
         restore_stream([], lambda source: None, lambda result: result, SeededNoiseRestorer(), None,
                        **{"aligned": True, **options})
+
+
+@pytest.mark.parametrize("allowed", [3, 0])
+def test_a_system_that_starts_fewer_threads_runs_with_those_or_fails_in_one_line(allowed, monkeypatch):
+    """A process limit on threads: "can't start new thread" once stopped the batch with a traceback."""
+    real_start, started = threading.Thread.start, []
+
+    def start(thread):
+        if len(started) == allowed:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    frames = [torch.full((1, 3, 32, 32), index / 10) for index in range(6)]
+    results = restore_stream(range(6), lambda i: Frame(frames[i]), lambda result: result.source, SeededNoiseRestorer(),
+                             None, aligned=True, workers=4)
+    if allowed:  # a saver, a loader and a saver started: one loader, two savers carry the stream
+        assert sorted(results) == list(range(6))
+        assert not any(thread.is_alive() for thread in started)
+    else:
+        with pytest.raises(FaceInputError, match=r"^could not start the stream's threads \(can't start new thread\)"):
+            list(results)

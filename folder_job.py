@@ -179,7 +179,7 @@ def read_image(path: Path, max_megapixels: float = MAX_MEGAPIXELS):
         raise UnreadableImage("not a readable image")
     if data.dtype not in (np.uint8, np.uint16):  # 32-bit float TIFFs, for one: their range is not 0..1
         raise UnreadableImage(f"{data.dtype} samples: only 8- and 16-bit images are restored")
-    if data.shape[0] * data.shape[1] > max_megapixels * 1e6:  # a format the header reader does not know
+    if data.shape[0] * data.shape[1] > max_megapixels * 1e6:  # a TIFF whose directory did not parse
         raise UnreadableImage(_too_large(data.shape[1], data.shape[0], max_megapixels))
     depth = 16 if data.dtype == np.uint16 else 8
     data = data.astype(np.float32) / (2**depth - 1)
@@ -197,7 +197,8 @@ def read_image(path: Path, max_megapixels: float = MAX_MEGAPIXELS):
 @functools.cache
 def _quiet_decoders() -> None:
     """Our own header check replaces OpenCV's and Pillow's: their raw log lines and warnings are silenced, since
-    each failure becomes its file's one-line message instead."""
+    each failure becomes its file's one-line message instead. (libpng's and libjpeg's own lines about damaged
+    pixel data, written to stderr by C code, cannot be silenced from here.)"""
     import warnings
 
     import cv2
@@ -205,6 +206,7 @@ def _quiet_decoders() -> None:
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module=r"PIL\.")  # damaged EXIF or TIFF tags: the file's message says it
 
 
 def _header(path: Path, max_megapixels: float) -> int:
@@ -233,30 +235,36 @@ def _header(path: Path, max_megapixels: float) -> int:
         pixels = re.search(r"\((\d+) pixels\)", str(error))
         raise UnreadableImage(f"{int(pixels[1]) / 1e6 if pixels else 179:.0f} megapixels, over the "
                               f"{max_megapixels:g} megapixel limit: not decoded (--max-megapixels)") from None
-    except UnidentifiedImageError:
-        return _tiff_header(path, max_megapixels)  # e.g. a float TIFF; anything else goes to OpenCV as it is
-    except (OSError, SyntaxError, ValueError) as error:  # (an OSError also for a truncated header)
+    except UnidentifiedImageError:  # a float TIFF, for one; other files Pillow cannot identify are not decoded
+        if _tiff_header(path, max_megapixels) is None:
+            raise UnreadableImage("not a readable image") from None
+        return 1  # (OpenCV's TIFF reader applies the orientation itself)
+    except Exception as error:  # a damaged header fails in many ways (OSError, EOFError, struct.error ...)
         raise UnreadableImage(f"could not read it: {getattr(error, 'strerror', None) or one_line(error)}") from None
 
 
 _ORIENTATION = 0x0112  # the EXIF tag
 
 
-def _tiff_header(path: Path, max_megapixels: float) -> int:
-    """A TIFF's size checked from its first directory (TIFFs Pillow cannot open: float or odd layouts)."""
+def _tiff_header(path: Path, max_megapixels: float) -> bool | None:
+    """For a TIFF that Pillow cannot open (float or odd layouts): its size checked from its first directory, True;
+    None where it is no TIFF."""
     from PIL import TiffImagePlugin
 
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-        if head[:4] not in TiffImagePlugin.PREFIXES:
-            return 1
-        directory = TiffImagePlugin.ImageFileDirectory_v2(head if head[2] == 43 else head[:8])  # 43: BigTIFF
-        handle.seek(directory.next)
-        directory.load(handle)
-    width, height = directory.get(256, 0), directory.get(257, 0)  # ImageWidth, ImageLength
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            if head[:4] not in TiffImagePlugin.PREFIXES:
+                return None
+            directory = TiffImagePlugin.ImageFileDirectory_v2(head if head[2] == 43 else head[:8])  # 43: BigTIFF
+            handle.seek(directory.next)
+            directory.load(handle)
+        width, height = int(directory.get(256, 0)), int(directory.get(257, 0))  # ImageWidth, ImageLength
+    except Exception:  # a directory we cannot parse: OpenCV's reader (and its own pixel limit) says what it is
+        return True
     if width * height > max_megapixels * 1e6:
         raise UnreadableImage(_too_large(width, height, max_megapixels))
-    return 1  # (OpenCV's TIFF reader applies the orientation itself)
+    return True
 
 
 def _too_large(width: int, height: int, max_megapixels: float) -> str:

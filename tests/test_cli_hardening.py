@@ -87,25 +87,45 @@ def test_a_bomb_a_huge_jpeg_and_a_good_photo_restore_the_photo_and_name_the_othe
     assert run.stdout.strip().startswith(f"{out}: 1 restored, 3 unreadable (1 image in ")
 
 
-def test_a_huge_jpeg_decoded_under_a_memory_limit_fails_alone(tmp_path, shared_dir, small_model, retinaface_weights):
-    """--max-megapixels raised past what memory holds: running out of memory fails that file, in one line."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    huge_jpeg(inputs / "a_huge.jpg")
-    shutil.copy(shared_dir / "images" / "astronaut.png", inputs / "b_astronaut.png")
-    out = tmp_path / "out"
-    # the limit leaves 1 GiB above what the loaded libraries take: the 144 MP image, as floats, needs more
-    preamble = textwrap.dedent("""
-        import resource, torch, cv2, comfyui_gfpgan.folder_job, comfyui_gfpgan.face_pipeline.pipeline
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif", ".bmp", ".gif"])
+def test_damaged_files_of_every_format_are_one_line_unreadable(tmp_path, suffix):
+    """Truncated files and flipped bytes, in the header and anywhere: an image, or one line saying why."""
+    import random
+
+    cv2.imwrite(str(tmp_path / f"seed{suffix}"), np.random.default_rng(0).integers(0, 255, (24, 32, 3), np.uint8))
+    data, pick = (tmp_path / f"seed{suffix}").read_bytes(), random.Random(suffix)
+    for case in range(40):
+        damaged = bytearray(data[: pick.randrange(len(data))] if case % 3 == 0 else data)
+        for _ in range(case % 3 and pick.randrange(1, 10)):
+            damaged[pick.randrange(min(len(damaged), 64) if case % 3 == 1 else len(damaged))] = pick.randrange(256)
+        path = tmp_path / f"{case}{suffix}"
+        path.write_bytes(bytes(damaged))
+        try:
+            image, _ = read_image(path)
+            assert image.ndim == 3
+        except UnreadableImage as error:
+            assert str(error) and "\n" not in str(error)
+
+
+def test_decoding_past_the_memory_limit_is_a_memory_error_of_that_file(tmp_path):
+    """--max-megapixels raised past what memory holds: OpenCV's "Insufficient memory" (a cv2.error, which stopped
+    the batch) becomes a MemoryError, which fails that file alone (as test_cli's out-of-memory cases check)."""
+    path = huge_jpeg(tmp_path / "huge.jpg")  # 144 MB to decode
+    cv2.imwrite(str(tmp_path / "small.jpg"), np.zeros((8, 8), np.uint8))
+    code = textwrap.dedent(f"""
+        import resource
+        from pathlib import Path
+        from comfyui_gfpgan.folder_job import read_image
+        read_image(Path({str(tmp_path / "small.jpg")!r}))  # every decoder loaded before the limit
         used = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))
-    """).replace("\n", "\n        ")
-    run = run_cli(restore_args([inputs], out, small_model, retinaface_weights, "--max-megapixels", "200",
-                               "--jobs", "1"), preamble)
-    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
-    line = next(line for line in run.stderr.splitlines() if "a_huge.jpg" in line)
-    assert line.startswith(f"failed {inputs / 'a_huge.jpg'}: ") and "allocate" in line, line
-    assert sorted(p.name for p in out.iterdir()) == ["b_astronaut.png"]
+        resource.setrlimit(resource.RLIMIT_AS, (used + 100 * 2**20, resource.RLIM_INFINITY))
+        try:
+            read_image(Path({str(path)!r}), max_megapixels=1000)
+        except MemoryError as error:
+            print("MemoryError:", error)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "MemoryError: out of memory decoding it", run.stderr[-2000:]
 
 
 def test_the_cpu_allocators_out_of_memory_is_one_files_failure():

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
+from typing import Callable
 
 import torch
 from comfy_api.v0_0_2 import io
 
-import comfy.model_management as model_management
 
 from ..face_pipeline.parse import load_parser
 from ..face_pipeline.pipeline import DetectSettings, find_faces_in_frames
@@ -38,12 +39,11 @@ from .common import (
     file_fingerprint,
     load_on_device,
     missing_model_message,
-    patch,
     to_bchw,
     to_bhwc,
     weight_files,
 )
-from .loaders import _load_restorer
+from .loaders import _load_from_folder, _load_restorer
 from .compat import schema_extras
 from .peer_workflows import FACE_DETECTION_CHOICES, PEER_NODES
 from .restore import GFPGANFaceRestore
@@ -84,14 +84,13 @@ def _find_by_stem(file_name: str) -> str | None:
     return None
 
 
-def _cached(kind: str, name: str, load) -> PatchedModel:
-    """A detector or parser file loaded once, and again when the file on disk changes."""
-    fingerprint = file_fingerprint(DETECTION_FOLDER, name)
+def _cached(kind: str, folder: str, name: str, load: Callable[[str], io.NodeOutput]) -> PatchedModel:
+    """A model file loaded by its loader node's ``load`` once, and again when the file on disk changes (the
+    twins take file names where our nodes take a loader's output, and run once per new image)."""
+    fingerprint = file_fingerprint(folder, name)
     held = _cache.get(kind)
     if held is None or held[0] != fingerprint:
-        path = os.fspath(fingerprint[0])
-        loaded = load(path, device=model_management.unet_offload_device())
-        held = (fingerprint, patch(loaded.network, loaded))
+        held = (fingerprint, load(name).result[0])
         _cache[kind] = held
     return held[1]
 
@@ -128,7 +127,8 @@ def peer_detector(choice: str) -> PatchedModel:
         _say_once(f"facedetection {choice}: this pack does not read YOLOv5-face files yet; detecting with {found}")
     else:
         found = _find_by_stem(DETECTOR_FILES[choice])
-    return _cached("detector", found, load_detector)
+    return _cached("detector", DETECTION_FOLDER, found,
+                   partial(_load_from_folder, DETECTION_FOLDER, arch="RetinaFace", load=load_detector))
 
 
 def peer_parser() -> PatchedModel | None:
@@ -138,7 +138,8 @@ def peer_parser() -> PatchedModel | None:
         _say_once(f"{PARSER_FILE} is not in {', '.join(_folders(DETECTION_FOLDER))}: faces from other packs' nodes "
                   "are pasted with the feathered mask instead of the peers' face-parsing mask")
         return None
-    return _cached("parser", found, load_parser)
+    return _cached("parser", DETECTION_FOLDER, found,
+                   partial(_load_from_folder, DETECTION_FOLDER, arch="ParseNet", load=load_parser))
 
 
 def codeformer_only(model: PatchedModel, codeformer_weight: float) -> float:
@@ -267,6 +268,11 @@ class PeerCropFace(io.ComfyNode):
         return io.NodeOutput(to_bhwc(torch.cat([c if len(c) else black for c in per_frame])))
 
 
+def _restorer(name: str) -> PatchedModel:
+    """A face restore model named by a widget (ReActor's and lucak5s' nodes have no loader node)."""
+    return _cached("restorer", GFPGAN_FOLDER, name, partial(_load_restorer, dtype="auto"))
+
+
 def _reactor_model_names() -> list[str]:
     return ["none", *sorted(_restorer_names(), key=str.lower)]
 
@@ -284,7 +290,7 @@ def _reactor_inputs() -> list:
 def _reactor_restore(image, facedetection, model, visibility, codeformer_weight, **selection) -> io.NodeOutput:
     if model == "none":
         return io.NodeOutput(image)
-    loaded = _load_restorer(model, "auto").result[0]
+    loaded = _restorer(model)
     return io.NodeOutput(restore_as_peer(image, loaded, facedetection, codeformer_weight, visibility=visibility,
                                          **selection).result[0])
 
@@ -386,7 +392,7 @@ class PeerGFPGANRestorer(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, model_name) -> io.NodeOutput:
-        loaded = _load_restorer(model_name, "auto").result[0]
+        loaded = _restorer(model_name)
         return restore_as_peer(image, loaded, "retinaface_resnet50", 1.0, threshold=GFPGANER_THRESHOLD)
 
 

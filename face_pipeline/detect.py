@@ -1,10 +1,8 @@
-"""Face detection with facexlib's RetinaFace networks, batched, with our own pre/post-processing.
+"""The detect stage: any ``FaceDetector`` on a batch of frames, at a working size, then selection and smoothing.
 
-The network layers are facexlib's (see ``retinaface.py``); weights always come
-from a local file. Anchors are generated vectorised and cached per input size;
-decoding, thresholding and NMS run on the detector's device for the whole batch.
-The numbers follow facexlib's ``RetinaFace.detect_faces`` (BGR means, variances,
-``score > threshold``, NMS in the pixels of the image the network saw).
+The detector (``face_detectors``: RetinaFace or YOLOv5-face, told apart by the file's keys) finds boxes,
+scores and five landmarks in the working image; this stage shrinks frames to that size, splits big
+batches into passes, maps the results back to full-size pixels and turns them into ``FaceRecord`` s.
 """
 
 from __future__ import annotations
@@ -12,36 +10,26 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from numbers import Real
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..face_detectors import FaceDetector, FaceModelError, load_detector, read_weights
 from .errors import FaceInputError
 from .faces import FaceBatch, FaceRecord, Landmarks, offset_faces
-from .retinaface import RetinaFaceNet, backbone_from_keys
 
+__all__ = ["FaceDetector", "FaceModelError", "detect_faces", "load_detector", "read_weights", "select_faces",
+           "smooth_landmarks"]
 
-class FaceModelError(Exception):
-    """A detector or parser weights file that cannot be used; the message says which and why."""
-
-
-# BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
-_BGR_MEAN = (104.0, 117.0, 123.0)
-_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
-# The smallest anchor the network matches faces to is 16 px (stride 8): a frame whose short side is below
+# The smallest anchor a detector matches faces to is about 16 px: a frame whose short side is below
 # that holds no face it can find, so such frames are faceless rather than errors.
-MIN_FRAME_SIDE = _MIN_SIZES[0][0]
+MIN_FRAME_SIDE = 16
 # The smallest working size (short side, px) worth detecting at. A face must span the smallest anchor, 16 px, and
 # the network needs some context: face close-ups (the face a half of the frame) were found at the default threshold
 # from 48-64 px, never at 32 px or below. Below 64 px only a face filling the frame could be found, so smaller
 # working sizes, which would miss every face of a photo, are refused.
 MIN_WORKING_SIZE = 64
-_STEPS = (8, 16, 32)
-_VARIANCE = (0.1, 0.2)
 _PIXELS_PER_PASS = 2 * 3840 * 2160  # working-image pixels per network pass (~1 GB peak at full size)
 SELECTION_MODES = ("all", "largest", "center", "top_k")
 # How the faces of a frame are ordered before ``face_indices`` picks positions in that order (ReActor's idea).
@@ -50,80 +38,11 @@ GFPGANER_MIN_EYE_DISTANCE = 5.0  # GFPGANer drops faces whose eyes are closer th
 _MAX_FACE_INDEX = 9999  # "1-99999999" would only build a huge tuple; no frame holds that many faces
 
 
-@dataclass
-class RetinaFaceDetector:
-    """A loaded RetinaFace: the network (eval mode, no gradients), its backbone and source file."""
-
-    network: RetinaFaceNet
-    backbone: str  # "mobilenet0.25" or "resnet50"
-    path: Path | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A local weights file's state dict, read safely; its errors as FaceModelError."""
-    from ..model_files import ModelLoadError, load_state_dict
-
-    try:
-        return load_state_dict(path)
-    except ModelLoadError as error:
-        raise FaceModelError(str(error)) from error
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> RetinaFaceDetector:
-    """Build a RetinaFace (backbone detected from the keys) and load local weights, strictly."""
-    from ..model_files import state_dict_mismatch
-
-    path = Path(path)
-    state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
-    backbone = backbone_from_keys(state_dict)
-    if backbone is None:
-        raise FaceModelError(
-            f"{path}: not a RetinaFace detector (expected facexlib's detection_Resnet50_Final.pth or "
-            f"detection_mobilenet0.25_Final.pth layout)."
-        )
-    network = RetinaFaceNet(backbone)
-    mismatch = state_dict_mismatch(network, state_dict)
-    if mismatch:
-        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {mismatch}")
-    network.load_state_dict(state_dict, strict=True)
-    network.eval().requires_grad_(False).to(device)
-    return RetinaFaceDetector(network, backbone, path)
-
-
-@lru_cache(maxsize=16)
-def _priors(height: int, width: int) -> torch.Tensor:
-    """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them (CPU, float32)."""
-    per_level = []
-    for step, sizes in zip(_STEPS, _MIN_SIZES):
-        rows, cols = math.ceil(height / step), math.ceil(width / step)
-        cy, cx = torch.meshgrid(
-            (torch.arange(rows, dtype=torch.float64) + 0.5) * step / height,
-            (torch.arange(cols, dtype=torch.float64) + 0.5) * step / width,
-            indexing="ij",
-        )
-        anchors = [
-            torch.stack([cx, cy, torch.full_like(cx, s / width), torch.full_like(cy, s / height)], dim=-1)
-            for s in sizes
-        ]
-        per_level.append(torch.stack(anchors, dim=2).reshape(-1, 4))  # rows, cols, anchor -> flat
-    return torch.cat(per_level).float()
-
-
 def working_scale(height: int, width: int, working_size: int | None) -> float:
     """Factor that brings the short side to ``working_size`` (never above 1; 0/None = full size)."""
     if not working_size:
         return 1.0
     return min(1.0, working_size / min(height, width))
-
-
-def _to_network_input(images: torch.Tensor) -> torch.Tensor:
-    """RGB 0..1 -> BGR 0..255 minus the training means."""
-    mean = torch.tensor(_BGR_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return images.flip(1) * 255.0 - mean
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -139,18 +58,19 @@ def _check_images(images: torch.Tensor) -> None:
 
 @torch.inference_mode()
 def detect_faces(
-    detector: RetinaFaceDetector,
+    detector: FaceDetector,
     images: torch.Tensor,
     *,
     threshold: float = 0.97,
     working_size: int | None = 0,
-    nms_threshold: float = 0.4,
+    nms_threshold: float | None = None,
 ) -> FaceBatch:
     """Detect faces in ``images`` (``[B,3,H,W]`` RGB 0..1, one size), batched (big frames a few per pass).
 
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
     0/None = full size, as GFPGANer detects); boxes and landmarks come back in full-size pixels.
-    Faces are ordered by frame, then by descending score; ``affine`` is None.
+    Faces are ordered by frame, then by descending score; ``affine`` is None. ``nms_threshold``
+    None is the detector family's own (RetinaFace 0.4, YOLOv5-face 0.5).
     Frames with a side under ``MIN_FRAME_SIDE`` pixels hold no findable face: none is reported.
     """
     _check_images(images)
@@ -168,42 +88,20 @@ def detect_faces(
                                 working_size=working_size, nms_threshold=nms_threshold)
             found += offset_faces(part.faces, start)
         return FaceBatch(found, [(height, width)] * batch)
-    dtype = next(detector.network.parameters()).dtype
-    x = images.to(detector.device, dtype)
+    x = images.to(detector.device, next(detector.network.parameters()).dtype)
     if scale < 1.0:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     net_h, net_w = x.shape[-2:]
-    loc, scores, landmarks = (t.float() for t in detector.network(_to_network_input(x)))
-    priors = _priors(net_h, net_w).to(loc.device)
-
-    frame, anchor = torch.nonzero(scores > threshold, as_tuple=True)
-    scores, prior = scores[frame, anchor], priors[anchor]
-    loc, landmarks = loc[frame, anchor], landmarks[frame, anchor].view(-1, 5, 2)
-    centers = prior[:, :2] + loc[:, :2] * _VARIANCE[0] * prior[:, 2:]
-    sizes = prior[:, 2:] * torch.exp(loc[:, 2:] * _VARIANCE[1])
-    points = prior[:, None, :2] + landmarks * _VARIANCE[0] * prior[:, None, 2:]
-    # normalised -> working-image pixels, where facexlib runs its NMS
-    to_working = torch.tensor([net_w, net_h], device=loc.device, dtype=torch.float32)
-    boxes = torch.cat([centers - sizes / 2, centers - sizes / 2 + sizes], dim=1) * to_working.repeat(2)
-    keep = _nms(boxes, scores, frame, nms_threshold)
-
-    to_full = torch.tensor([width / net_w, height / net_h], device=loc.device)
-    boxes = (boxes[keep] * to_full.repeat(2)).tolist()
-    points = (points[keep] * to_working * to_full).cpu()
+    found = detector.detect(x, threshold, nms_threshold)
+    to_full = torch.tensor([width / net_w, height / net_h], device=found.boxes.device)
+    boxes = (found.boxes * to_full.repeat(2)).tolist()
+    points = (found.landmarks * to_full).cpu()
     faces = [
         FaceRecord(index, tuple(box), score, Landmarks.from_tensor(five))
-        for index, box, score, five in zip(frame[keep].tolist(), boxes, scores[keep].tolist(), points)
+        for index, box, score, five in zip(found.image_index.tolist(), boxes, found.scores.tolist(), points)
     ]
     return FaceBatch(faces, [(height, width)] * batch)
-
-
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Indices kept by NMS within each group (frame), ordered by group, then by descending score."""
-    from torchvision.ops import batched_nms
-
-    keep = batched_nms(boxes, scores, groups, threshold)
-    return keep[torch.argsort(groups[keep], stable=True)]
 
 
 def _clipped_area(face: FaceRecord, height: int, width: int) -> float:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model_files import state_dict_mismatch
-from .detect import FaceModelError, _read_weights
+from .detect import FaceModelError, read_weights
 from .errors import FaceInputError
 from .paste import gaussian_blur
 
@@ -51,7 +51,7 @@ def load_parser(path: str | Path, device: str | torch.device = "cpu") -> FacePar
     """Build facexlib's ParseNet (parsing_parsenet.pth) or BiSeNet (parsing_bisenet.pth), chosen by
     the file's keys, and load its local weights strictly. Nothing is downloaded."""
     path = Path(path)
-    state_dict = {key.removeprefix("module."): value for key, value in _read_weights(path).items()}
+    state_dict = {key.removeprefix("module."): value for key, value in read_weights(path).items()}
     kind = "bisenet" if any(key.startswith("cp.resnet.") for key in state_dict) else "parsenet"
     network = _build(kind)
     mismatch = state_dict_mismatch(network, state_dict)

@@ -18,7 +18,7 @@ from torch import nn
 from .align import align_faces, as_rgb
 from .detect import (
     GFPGANER_MIN_EYE_DISTANCE,
-    RetinaFaceDetector,
+    FaceDetector,
     check_number,
     check_selection,
     check_smoothing,
@@ -127,7 +127,7 @@ def finite_frames(frames: torch.Tensor) -> torch.Tensor:
 
 def find_faces(
     rgb: torch.Tensor,
-    detector: RetinaFaceDetector,
+    detector: FaceDetector,
     settings: DetectSettings,
     crop_size: int = 512,
     previous: list[FaceRecord] | None = None,
@@ -163,7 +163,7 @@ class _FrameChunk(NamedTuple):
 
 def _frame_chunks(
     images: torch.Tensor,
-    detector: RetinaFaceDetector,
+    detector: FaceDetector,
     settings: DetectSettings,
     crop_size: int,
     frames_per_chunk: int,
@@ -217,7 +217,7 @@ def _paste_chunk(
 
 def find_faces_in_frames(
     images: torch.Tensor,
-    detector: RetinaFaceDetector,
+    detector: FaceDetector,
     settings: DetectSettings,
     crop_size: int = 512,
     frames_per_chunk: int = 16,
@@ -239,7 +239,7 @@ def find_faces_in_frames(
 def restore_faces_in_images(
     images: torch.Tensor,
     restorer: FaceRestorer | nn.Module,
-    detector: RetinaFaceDetector,
+    detector: FaceDetector,
     parser=None,
     *,
     detect: DetectSettings = DetectSettings(),

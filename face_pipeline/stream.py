@@ -30,7 +30,7 @@ import torch
 
 from ..face_restorers import FaceRestorer, as_face_restorer
 from .aligned import aligned_network_crops, aligned_results
-from .detect import RetinaFaceDetector
+from .detect import FaceDetector
 from .errors import FaceInputError
 from .pipeline import DetectSettings, PasteSettings, RestoreSettings, _FrameChunk, _frame_chunks, _paste_chunk, validate_images
 from .restore import default_chunk_size, restore_crops
@@ -101,7 +101,7 @@ def restore_stream(
     load: Callable[[S], Frame | None],
     save: Callable[[StreamResult[S]], R],
     restorer: FaceRestorer | torch.nn.Module,
-    detector: RetinaFaceDetector | None,
+    detector: FaceDetector | None,
     parser=None,
     *,
     detect: DetectSettings = DetectSettings(),

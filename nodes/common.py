@@ -89,7 +89,7 @@ def file_fingerprint(folder_key: str, name: str) -> tuple | None:
 class PatchedModel:
     """A model managed by ComfyUI's model management, plus the object the pipeline drives.
 
-    ``info`` is a FaceRestorer, RetinaFaceDetector or FaceParser; ``patcher`` wraps its torch module
+    ``info`` is a FaceRestorer, FaceDetector or FaceParser; ``patcher`` wraps its torch module
     (None for a model that runs outside torch, as an ONNX file does: onnxruntime places it itself).
     """
 

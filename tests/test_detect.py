@@ -13,8 +13,6 @@ import torch.nn.functional as F
 from comfyui_gfpgan.face_pipeline.detect import (
     FACE_ORDERS,
     FaceModelError,
-    _nms,
-    _priors,
     detect_faces,
     load_detector,
     parse_face_indices,
@@ -24,7 +22,9 @@ from comfyui_gfpgan.face_pipeline.detect import (
 )
 from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.faces import LANDMARK_NAMES, FaceBatch, FaceRecord, Landmarks
-from comfyui_gfpgan.face_pipeline.retinaface import RetinaFaceNet, backbone_from_keys
+from comfyui_gfpgan.face_detectors.interface import nms_per_image as _nms
+from comfyui_gfpgan.face_detectors.retinaface import _priors, backbone_from_keys
+from comfyui_gfpgan.face_detectors.retinaface_net import RetinaFaceNet
 
 
 def as_batch(rgb):
@@ -299,7 +299,7 @@ def test_bad_detector_files_are_refused(tmp_path):
 
     path = tmp_path / "not_a_detector.safetensors"
     save_file({"conv.weight": torch.zeros(2, 2)}, str(path))
-    with pytest.raises(FaceModelError, match="not a RetinaFace"):
+    with pytest.raises(FaceModelError, match="not a face detector this pack reads"):
         load_detector(path)
     with pytest.raises(FaceModelError, match="no such file"):
         load_detector(tmp_path / "absent.pth")
@@ -437,8 +437,8 @@ def test_big_batches_go_through_in_passes_with_the_same_faces(detector, astronau
     frames = torch.cat([image, torch.zeros_like(image), image.flip(-1), image, torch.zeros_like(image)])
     whole = detect_faces(detector, frames)
     calls = []
-    network = detector.network.forward
-    monkeypatch.setattr(detector.network, "forward", lambda x: calls.append(x.shape[0]) or network(x))
+    detect_once = detector.detect
+    monkeypatch.setattr(detector, "detect", lambda x, *a: calls.append(x.shape[0]) or detect_once(x, *a))
     monkeypatch.setattr(detect, "_PIXELS_PER_PASS", 2 * 512 * 512)  # two of these frames per pass
     passes = detect_faces(detector, frames)
     assert calls == [2, 2, 1]

@@ -1,0 +1,164 @@
+"""RetinaFace (facexlib's detection_*_Final.pth files): which files are RetinaFace, pre- and post-processing.
+
+The numbers follow facexlib's ``RetinaFace.detect_faces``: BGR 0..255 input minus the training means,
+anchors of 16..512 px on strides 8, 16, 32, variances (0.1, 0.2), ``score > threshold``, NMS at 0.4 IoU
+in the pixels of the image the network saw. Anchors are generated vectorised and cached per input size;
+only the anchors above the threshold are decoded. On the CPU the network runs with its BatchNorms folded,
+channels-last, and its stride-2..8 stem in cache-sized strips (``inference.py``): the same numbers, faster.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .inference import fold_batch_norms, receptive_radius, run_in_strips
+from .interface import Detections, DetectorFamily, FaceDetector, FaceModelError, nms_per_image
+from .retinaface_net import RetinaFaceNet
+
+# BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
+_BGR_MEAN = (104.0, 117.0, 123.0)
+_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+_STEPS = (8, 16, 32)
+_VARIANCE = (0.1, 0.2)
+# A key only that backbone's checkpoints have.
+_BACKBONE_KEYS = {"mobilenet0.25": "body.stage1.0.0.weight", "resnet50": "body.layer1.0.conv1.weight"}
+
+
+def backbone_from_keys(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """``"mobilenet0.25"`` or ``"resnet50"`` from the keys only that backbone has; None for other files."""
+    return next((backbone for backbone, key in _BACKBONE_KEYS.items() if key in state_dict), None)
+
+
+@lru_cache(maxsize=16)
+def _priors(height: int, width: int) -> torch.Tensor:
+    """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them (CPU, float32)."""
+    per_level = []
+    for step, sizes in zip(_STEPS, _MIN_SIZES):
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        cy, cx = torch.meshgrid(
+            (torch.arange(rows, dtype=torch.float64) + 0.5) * step / height,
+            (torch.arange(cols, dtype=torch.float64) + 0.5) * step / width,
+            indexing="ij",
+        )
+        anchors = [
+            torch.stack([cx, cy, torch.full_like(cx, s / width), torch.full_like(cy, s / height)], dim=-1)
+            for s in sizes
+        ]
+        per_level.append(torch.stack(anchors, dim=2).reshape(-1, 4))  # rows, cols, anchor -> flat
+    return torch.cat(per_level).float()
+
+
+def to_network_input(images: torch.Tensor) -> torch.Tensor:
+    """RGB 0..1 -> BGR 0..255 minus the training means: what facexlib's network takes."""
+    mean = torch.tensor(_BGR_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return images.flip(1) * 255.0 - mean
+
+
+@torch.no_grad()
+def _take_rgb_input(network: RetinaFaceNet) -> RetinaFaceNet:
+    """Make the first convolution take RGB 0..1 minus the means / 255 (the same product, one pass less over the
+    frame): its weights flipped to RGB order and scaled by 255."""
+    first = next(m for layer in network.stem() for m in layer.modules() if isinstance(m, torch.nn.Conv2d))
+    first.weight.copy_(first.weight.flip(1) * 255.0)
+    return network
+
+
+def _centred_rgb(images: torch.Tensor) -> torch.Tensor:
+    """RGB 0..1 minus the training means / 255, written straight into a channels-last tensor (one pass)."""
+    mean = torch.tensor(_BGR_MEAN[::-1], device=images.device, dtype=images.dtype).view(1, 3, 1, 1) / 255.0
+    out = torch.empty_like(images, memory_format=torch.channels_last)
+    return torch.sub(images, mean, out=out)
+
+
+class RetinaFaceDetector(FaceDetector):
+    """A loaded RetinaFace: the network (eval mode, no gradients, BatchNorms folded, taking centred RGB), its
+    backbone and file."""
+
+    def __init__(self, network: RetinaFaceNet, backbone: str, path: Path | None = None, optimise: bool = True):
+        """``optimise=False`` keeps facexlib's exact computation (the reference the fast one is tested against)."""
+        self.family, self.variant, self.path, self.optimised = RETINAFACE, backbone, path, optimise
+        self.network = network.eval().requires_grad_(False)
+        if optimise:
+            self.network = _take_rgb_input(fold_batch_norms(self.network)).to(memory_format=torch.channels_last)
+        self._stem_radius = receptive_radius(self.network.stem())
+
+    @property
+    def backbone(self) -> str:
+        return self.variant
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        if not self.optimised:
+            return self.network.features(to_network_input(images))
+        stem = self.network.stem()
+
+        def run_stem(strip: torch.Tensor) -> torch.Tensor:
+            x = _centred_rgb(strip)
+            for layer in stem:
+                x = layer(x)
+            return x
+
+        if images.device.type == "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
+            return self.network.features(None, run_in_strips(run_stem, images, _STEPS[0], self._stem_radius))
+        return self.network.features(None, run_stem(images))
+
+    def detect(self, images: torch.Tensor, threshold: float, nms_threshold: float | None = None) -> Detections:
+        net_h, net_w = images.shape[-2:]
+        # The class head runs everywhere; the box and landmark heads (1x1 convolutions) only at the anchors
+        # above the threshold, as matrix products on those cells' features.
+        found, first = [], 0
+        for features, classes, boxes, marks in zip(self._features(images), self.network.ClassHead,
+                                                   self.network.BboxHead, self.network.LandmarkHead):
+            logits = classes.conv1x1(features).float()
+            _, _, rows, cols = logits.shape
+            # softmax over (background, face) per anchor = sigmoid of the logits' difference
+            scores = torch.sigmoid(logits[:, 1::2] - logits[:, 0::2]).permute(0, 2, 3, 1)  # [B, rows, cols, anchors]
+            frame, row, col, k = torch.nonzero(scores > threshold, as_tuple=True)
+            cells = features[frame, :, row, col].float()  # [n, C]
+            per_cell = scores.shape[-1]
+            found.append((frame, first + (row * cols + col) * per_cell + k, scores[frame, row, col, k],
+                          _head_at(boxes.conv1x1, cells, k, per_cell), _head_at(marks.conv1x1, cells, k, per_cell)))
+            first += rows * cols * per_cell
+        frame, anchor, scores, loc, landmarks = (torch.cat(parts) for parts in zip(*found))
+        prior, landmarks = _priors(net_h, net_w).to(loc.device)[anchor], landmarks.view(-1, 5, 2)
+        centers = prior[:, :2] + loc[:, :2] * _VARIANCE[0] * prior[:, 2:]
+        sizes = prior[:, 2:] * torch.exp(loc[:, 2:] * _VARIANCE[1])
+        points = prior[:, None, :2] + landmarks * _VARIANCE[0] * prior[:, None, 2:]
+        # normalised -> the pixels of the image the network saw, where facexlib runs its NMS
+        scale = torch.tensor([net_w, net_h], device=loc.device, dtype=torch.float32)
+        boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], dim=1) * scale.repeat(2)
+        keep = nms_per_image(boxes, scores, frame, RETINAFACE.nms_threshold if nms_threshold is None else nms_threshold)
+        return Detections(frame[keep], boxes[keep], scores[keep], points[keep] * scale)
+
+
+def _head_at(conv: torch.nn.Conv2d, cells: torch.Tensor, anchor: torch.Tensor, per_cell: int) -> torch.Tensor:
+    """A 1x1 head's output for anchor ``anchor`` of each cell: ``[n, outputs per anchor]``."""
+    weight = conv.weight.float().flatten(1)  # [per_cell * k, C]
+    out = torch.addmm(conv.bias.float(), cells, weight.t()).view(len(cells), per_cell, len(weight) // per_cell)
+    return out[torch.arange(len(cells), device=cells.device), anchor]
+
+
+def load_retinaface(state_dict: dict[str, torch.Tensor], backbone: str, path: Path | None) -> RetinaFaceDetector:
+    """A RetinaFace of ``backbone`` with ``state_dict`` loaded strictly."""
+    from ..model_files import state_dict_mismatch
+
+    network = RetinaFaceNet(backbone)
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {mismatch}")
+    network.load_state_dict(state_dict, strict=True)
+    return RetinaFaceDetector(network, backbone, path)
+
+
+RETINAFACE = DetectorFamily(
+    name="RetinaFace",
+    variant=backbone_from_keys,
+    load=load_retinaface,
+    default_threshold=0.8,  # facexlib's detect_faces default (GFPGANer passes 0.97)
+    nms_threshold=0.4,
+    files=("detection_mobilenet0.25_Final.pth", "detection_Resnet50_Final.pth"),
+    licence="MIT (biubug6/Pytorch_Retinaface weights, as facexlib ships them)",
+)

@@ -1,0 +1,147 @@
+"""The detector interface: the registry by keys, and the inference rewrites (BatchNorm folding, strips,
+heads at candidates) that must compute what the plain networks compute."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from comfyui_gfpgan.face_detectors import (
+    DETECTOR_FAMILIES,
+    DETECTOR_FILES,
+    FaceDetector,
+    FaceModelError,
+    detector_family,
+    load_detector,
+    read_weights,
+)
+from comfyui_gfpgan.face_detectors.inference import fold_batch_norms, receptive_radius, run_in_strips
+from comfyui_gfpgan.face_detectors.retinaface import RETINAFACE, RetinaFaceDetector
+from comfyui_gfpgan.face_detectors.retinaface_net import RetinaFaceNet
+from comfyui_gfpgan.face_pipeline.detect import detect_faces
+
+
+def photo_canvas(astronaut_rgb, grace_hopper_rgb, height=1080, width=1920):
+    """A grey frame holding the two photos at several scales: faces from ~20 to ~400 px, for every level."""
+    canvas = torch.full((1, 3, height, width), 0.5)
+    placements = ((astronaut_rgb, 2.0, 0, 0), (grace_hopper_rgb, 1.0, 60, 1100), (astronaut_rgb, 0.5, 700, 1100),
+                  (grace_hopper_rgb, 0.35, 760, 1500), (astronaut_rgb, 0.2, 500, 1700))
+    for rgb, scale, top, left in placements:
+        image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        image = F.interpolate(image, scale_factor=scale, mode="bilinear", antialias=scale < 1).clamp(0, 1)
+        h, w = min(image.shape[2], height - top), min(image.shape[3], width - left)
+        canvas[..., top : top + h, left : left + w] = image[..., :h, :w]
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def exact_and_fast(retinaface_weights):
+    state_dict = read_weights(retinaface_weights)
+    network = RetinaFaceNet("mobilenet0.25")
+    network.load_state_dict(state_dict, strict=True)
+    return RetinaFaceDetector(network, "mobilenet0.25", retinaface_weights, optimise=False), load_detector(retinaface_weights)
+
+
+def test_registry_tells_families_from_keys(retinaface_weights, tmp_path):
+    detector = load_detector(retinaface_weights)
+    assert isinstance(detector, FaceDetector) and detector.family is RETINAFACE and detector.variant == "mobilenet0.25"
+    assert detector.name == "RetinaFace mobilenet0.25"
+    assert detector_family(read_weights(retinaface_weights)) == (RETINAFACE, "mobilenet0.25")
+    assert detector_family({"conv.weight": torch.zeros(1)}) is None
+    assert {f.name for f in DETECTOR_FAMILIES} == {"RetinaFace", "YOLOv5-face"}
+    assert {"detection_Resnet50_Final.pth", "yolov5l-face.pth", "yolov5n-face.pth"} <= set(DETECTOR_FILES)
+    torch.save({"model.0.stem_1.conv.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "stem_only.pth")
+    with pytest.raises(FaceModelError):  # a YOLOv5-face stem alone is no detector: one line, no traceback
+        load_detector(tmp_path / "stem_only.pth")
+
+
+def test_fast_retinaface_finds_the_exact_faces_on_real_photos(exact_and_fast, astronaut_rgb, grace_hopper_rgb):
+    """Folding, channels-last, the stem in strips and the heads at candidates change no face: same count,
+    boxes, landmarks and scores, at full size and shrunk, in batches."""
+    exact, fast = exact_and_fast
+    frames = torch.cat([photo_canvas(astronaut_rgb, grace_hopper_rgb), photo_canvas(grace_hopper_rgb, astronaut_rgb)])
+    for working_size in (0, 640):
+        expected = detect_faces(exact, frames, threshold=0.5, working_size=working_size)
+        found = detect_faces(fast, frames, threshold=0.5, working_size=working_size)
+        assert len(expected) >= 8 and len(found) == len(expected)
+        for ours, reference in zip(found.faces, expected.faces):
+            assert ours.image_index == reference.image_index
+            assert ours.box == pytest.approx(reference.box, abs=1e-2)
+            assert ours.score == pytest.approx(reference.score, abs=1e-4)
+            assert torch.allclose(ours.landmarks.as_tensor(), reference.landmarks.as_tensor(), atol=1e-2)
+
+
+def test_fast_retinaface_runs_its_stem_in_strips_on_big_frames(exact_and_fast, monkeypatch):
+    import comfyui_gfpgan.face_detectors.retinaface as retinaface
+
+    _, fast = exact_and_fast
+    strips = []
+    original = retinaface.run_in_strips
+    monkeypatch.setattr(retinaface, "run_in_strips",
+                        lambda stage, images, *a: original(lambda x: strips.append(x.shape[2]) or stage(x), images, *a))
+    detect_faces(fast, torch.rand(1, 3, 1080, 1920))
+    assert len(strips) > 1 and max(strips) < 1080
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
+def test_folding_batch_norms_keeps_the_outputs(backbone):
+    torch.manual_seed(0)
+    network = RetinaFaceNet(backbone).eval()
+    for module in network.modules():  # statistics away from identity, so a wrong fold shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 3, 96, 128) * 50
+    with torch.no_grad():
+        expected = network(x)
+        folded = fold_batch_norms(network)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        for ours, reference in zip(folded(x), expected):
+            assert (ours - reference).abs().max() <= 1e-4 * max(1.0, reference.abs().max())
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
+@pytest.mark.parametrize("height", [208, 211, 333])
+def test_strips_equal_the_whole_image_pass(backbone, height):
+    """Stitched strips equal the whole-image stem at every row, whatever the height (multiples of the
+    stride or not) and batch; fewer context rows than the bound would change the rows at the seams."""
+    torch.manual_seed(0)
+    stem = RetinaFaceNet(backbone).eval().stem()
+
+    def run(x):
+        for layer in stem:
+            x = layer(x)
+        return x
+
+    radius = receptive_radius(stem)
+    images = torch.randn(2, 3, height, 96)
+    with torch.no_grad():
+        whole = run(images)
+        stitched = run_in_strips(run, images, 8, radius, strip_pixels=2 * 96 * 32)  # 32-row strips
+        assert stitched.shape == whole.shape
+        scale = whole.abs().max()
+        assert (stitched - whole).abs().max() <= 1e-5 * scale
+        starved = run_in_strips(run, images, 8, 0, strip_pixels=2 * 96 * 32)
+        assert (starved - whole).abs().max() > 1e-2 * scale
+
+
+def test_receptive_radius_bounds_what_a_stem_sees():
+    """The bound is at least the true reach: changing an input pixel ``radius + 1`` rows away changes nothing."""
+    stem = RetinaFaceNet("mobilenet0.25").eval().stem()
+    radius = receptive_radius(stem)
+    assert radius >= 21  # facexlib's MobileNet stage 1: 1 + 2 + 2 + 4 + 4 + 8 input pixels
+
+    def run(x):
+        for layer in stem:
+            x = layer(x)
+        return x
+
+    torch.manual_seed(0)
+    images = torch.randn(1, 3, 256, 64)
+    with torch.no_grad():
+        before = run(images)
+        changed = images.clone()
+        changed[:, :, 128 + radius + 8] += 10  # a row beyond the reach of output row 16 (input row 128)
+        assert torch.equal(run(changed)[:, :, 16], before[:, :, 16])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-"""RetinaFace's five points, named as they appear in the image (left = smaller x)."""
+"""A detector's five points (RetinaFace's and YOLOv5-face's order), named as they appear in the image (left = smaller x)."""
 
 
 @dataclass(frozen=True)

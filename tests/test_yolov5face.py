@@ -147,3 +147,35 @@ def test_foreign_and_damaged_yolo_files_are_one_line(yolo_files, tmp_path):
     torch.save(odd, tmp_path / "odd.pth")
     with pytest.raises(FaceModelError, match="YOLOv5-face"):
         load_detector(tmp_path / "odd.pth")
+
+
+def test_yolo_file_drives_the_whole_pipeline(yolo_files):
+    """A YOLOv5-face file through the same stages as RetinaFace's: detected faces aligned from their five
+    landmarks, restored (here by a restorer that inverts colours, so a change shows) and pasted back."""
+    from comfyui_gfpgan.face_pipeline import DetectSettings, PipelineResult, restore_faces_in_images
+
+    class Inverting(torch.nn.Module):
+        out_size = 512
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, fidelity=1.0, noise=None):
+            return -x
+
+    detector = load_detector(yolo_files["l"])
+    images = signal_images()
+    found = exact_detector(yolo_files["l"]).detect(images, 0.9)
+    settings = DetectSettings(threshold=0.9, min_eye_distance=0, selection="top_k", top_k=2)
+    result = restore_faces_in_images(images, Inverting(), detector, detect=settings)
+    assert isinstance(result, PipelineResult)
+    assert 1 <= len(result.faces.faces) <= 4 and len(found) >= len(result.faces.faces)
+    for face in result.faces.faces:  # the two best faces of each frame, at the boxes the detector found
+        mine = found.boxes[found.image_index == face.image_index]
+        assert any(torch.allclose(torch.tensor(face.box), box, atol=1.0) for box in mine)
+        assert face.affine is not None
+    changed = (result.images - images).abs().flatten(1).amax(dim=1)
+    faces_per_frame = {face.image_index for face in result.faces.faces}
+    for frame in range(len(images)):
+        assert (changed[frame] > 0.1) == (frame in faces_per_frame)

@@ -47,15 +47,20 @@ def upstream():
 def upstream_model(reference, size: str, tmp_dir: Path):
     """Upstream's ``Model`` for ``size`` (n, s, m, l): n and l from their yaml, s and m as l with upstream's
     depth and width multiples."""
+    import warnings
+
     import yaml
 
     if size in ("n", "l"):
-        return reference.yolo.Model(cfg=str(reference.configs / f"yolov5{size}.yaml"))
-    config = yaml.safe_load((reference.configs / "yolov5l.yaml").read_text())
-    config["depth_multiple"], config["width_multiple"] = CSP_MULTIPLES[size]
-    path = tmp_dir / f"yolov5{size}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return reference.yolo.Model(cfg=str(path))
+        path = reference.configs / f"yolov5{size}.yaml"
+    else:
+        config = yaml.safe_load((reference.configs / "yolov5l.yaml").read_text())
+        config["depth_multiple"], config["width_multiple"] = CSP_MULTIPLES[size]
+        path = tmp_dir / f"yolov5{size}.yaml"
+        path.write_text(yaml.safe_dump(config))
+    with warnings.catch_warnings():  # upstream calls torch.meshgrid without indexing=
+        warnings.filterwarnings("ignore", message="torch.meshgrid")
+        return reference.yolo.Model(cfg=str(path))
 
 
 def smooth_noise(batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:

@@ -196,9 +196,55 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .face_restorers import describe_file
+    from .model_files import ModelLoadError
 
-    print(describe_file(args.file))
+    try:
+        print(describe_file(args.file))
+    except ModelLoadError:  # no face restorer: a detector file is described, anything else keeps this error
+        detector = describe_detector(Path(args.file))
+        if detector is None:
+            raise
+        print(detector)
     return 0
+
+
+def describe_detector(path: Path) -> str | None:
+    """``inspect``'s lines for a face detector file (family, variant, licence, official release); None for a file
+    that holds no detector. Its network is built, so a damaged file is one line here, as when it is loaded."""
+    from .face_detectors import FaceModelError, detector_family, read_weights
+    from .model_files import file_sha256
+    from .releases import find_release
+
+    try:
+        state_dict = read_weights(path)
+    except FaceModelError:
+        return None
+    found = detector_family(state_dict)
+    if found is None:
+        return None
+    family, variant = found
+    family.load(state_dict, variant, path)
+    sha256 = file_sha256(path)
+    release = find_release(sha256=sha256)
+    if release is not None:
+        known = f"official {release.file_name} (sha256 matches)"
+    else:  # most detector files have no pinned hash: an official name holding that variant is said as such
+        release = find_release(file_name=path.name)
+        if release is not None and (release.arch, release.version, release.sha256) == (family.name, variant, None):
+            known = f"named as the official {release.file_name} (no known sha256 to verify it by)"
+        else:
+            release, known = None, "not a known official release"
+    params = sum(t.numel() for t in state_dict.values())
+    rows = [
+        ("file", str(path)),
+        ("family", f"{family.name} face detector"),
+        ("variant", variant),
+        ("licence", release.licence if release else family.licence),
+        ("release", known),
+        ("tensors", f"{len(state_dict)} ({params / 1e6:.1f} M values)"),
+        ("sha256", sha256),
+    ]
+    return "\n".join(f"{label + ':':<14}{text}" for label, text in rows)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -391,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     needed.add_argument("-o", "--output", required=True, help="output folder (files keep their input's name and, "
                         "with --recursive, their path inside the input folder); made at the first write")
     needed.add_argument("--model", required=True, help="GFPGAN weights (.safetensors or .pth)")
-    needed.add_argument("--detector", help="RetinaFace weights (detection_Resnet50_Final.pth or mobilenet0.25); "
-                        "required unless --aligned")
+    needed.add_argument("--detector", help="face detector weights, the family told from the file: RetinaFace "
+                        "(detection_Resnet50_Final.pth, detection_mobilenet0.25_Final.pth) or YOLOv5-face "
+                        "(yolov5l-face.pth, yolov5n-face.pth); required unless --aligned")
     restore.add_argument("-r", "--recursive", action="store_true",
                          help="read input folders' subfolders too, mirroring them under the output folder (hidden "
                          "folders and the output folder itself are left out)")
@@ -407,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--seed", type=int, default=0,
                          help="with --noise seeded: face i of an image (of a video: of the whole video) draws from "
                          "seed + i; 0..2**63-1")
-    restore.add_argument("--threshold", type=float, default=0.97, help="face detection confidence, in [0, 1)")
+    restore.add_argument("--threshold", type=float, default=0.97,
+                         help="face detection confidence, in [0, 1): GFPGANer's with RetinaFace; YOLOv5-face's "
+                         "upstream code detects at 0.7")
     restore.add_argument("--select", choices=SELECTION_MODES, default="all",
                          help="which faces of each image to restore: all, the largest, the one nearest the center, "
                          "or the --top-k most confident")
@@ -469,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.set_defaults(run=cmd_restore)
 
     inspect = command("inspect", "say what a weights file is",
-                      "Names a weights file's family, config, crop size and fidelity knob, without running it.")
+                      "Names a weights file's family, config, crop size and fidelity knob (a face detector's family, "
+                      "variant and licence), and the official release it is, without running it.")
     inspect.add_argument("file", help="a .pth, .safetensors or .onnx file")
     inspect.set_defaults(run=cmd_inspect)
 
@@ -495,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("name", nargs="?", help="file name, e.g. GFPGANv1.4.pth or codeformer-v0.1.0.pth")
     download.add_argument("--list", action="store_true",
                           help="list the known files: family, crop size, licence, whether the sha256 is known")
-    download.add_argument("--dir", default="models", help="destination folder")
+    download.add_argument("--dir", default="models", help="destination folder (in ComfyUI: models/facerestore_models "
+                          "for face restorers, models/facedetection for detectors and parsers)")
     download.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
     download.set_defaults(run=cmd_download)
 

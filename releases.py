@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FACE_RESTORATION = "face restoration"  # what ``missing_model_message`` passes for the restorer folder
+FACE_DETECTION = "face detection"  # ... and for the detector loader: every file of every detector family
+DETECTOR_ARCHES = ("RetinaFace", "YOLOv5-face")  # the families face_detectors reads (its DetectorFamily names)
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Release:
     file_name: str
     version: str
     # the family: "GFP-GAN", "CodeFormer", "RestoreFormer", "RestoreFormer++", "GPEN", "ONNX: <family>";
-    # "RetinaFace" / "ParseNet" for the facexlib detector and parser
+    # "RetinaFace" / "YOLOv5-face" for the detectors, "ParseNet" for the facexlib parser
     arch: str
     url: str
     sha256: str | None  # None where no verified hash is known to us
@@ -58,6 +60,8 @@ _RFPP_LICENCE = "Apache-2.0 (wzhouxiff/RestoreFormerPlusPlus; the weights carry 
 # non-commercial use only." (removed in commit 2c73670, nothing put in its place)
 _GPEN_LICENCE = "academic and non-commercial use only (yangxy/GPEN README, (c) Alibaba 2021; no LICENSE file)"
 _FACEXLIB_LICENCE = "MIT (xinntao/facexlib)"
+_YOLOV5_FACE_LICENCE = ("code GPL-3.0 (deepcam-cn/yolov5-face); the weights as CodeFormer's release redistributes "
+                        "them: S-Lab License 1.0, non-commercial use only")
 
 
 def _onnx(licence: str) -> str:
@@ -221,6 +225,12 @@ KNOWN_RELEASES: tuple[Release, ...] = (
         "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
         licence=_FACEXLIB_LICENCE,
     ),
+    # --- YOLOv5-face (deepcam-cn/yolov5-face), as CodeFormer's facelib converted and released them. No sha256:
+    # one source only, the Hugging Face LFS object names of one project's copies (l 1ba9d212..., n d2bbfbe9...) ---
+    Release("yolov5l-face.pth", "l", "YOLOv5-face", f"{_CODEFORMER}/v0.1.0/yolov5l-face.pth", None,
+            licence=_YOLOV5_FACE_LICENCE, non_commercial=True),
+    Release("yolov5n-face.pth", "n", "YOLOv5-face", f"{_CODEFORMER}/v0.1.0/yolov5n-face.pth", None,
+            licence=_YOLOV5_FACE_LICENCE, non_commercial=True),
 )
 
 
@@ -239,7 +249,9 @@ def find_release(sha256: str | None = None, file_name: str | None = None) -> Rel
 
 def hint_releases(arch: str) -> list[Release]:
     """What a "file not found" message suggests: for ``FACE_RESTORATION`` the recommended file of each
-    family (one for all ONNX files), else every file of that family."""
+    family (one for all ONNX files), for ``FACE_DETECTION`` every detector file, else every file of that family."""
     if arch == FACE_RESTORATION:
         return [r for r in KNOWN_RELEASES if r.is_face_restorer and r.recommended]
+    if arch == FACE_DETECTION:
+        return [r for r in KNOWN_RELEASES if r.arch in DETECTOR_ARCHES]
     return [r for r in KNOWN_RELEASES if r.arch == arch]

@@ -15,7 +15,7 @@ import folder_paths
 from comfy.model_patcher import ModelPatcher
 
 from ..face_pipeline.restore import default_chunk_size
-from ..releases import FACE_RESTORATION, hint_releases
+from ..releases import FACE_DETECTION, FACE_RESTORATION, hint_releases
 from .compat import free_memory, is_out_of_memory
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs
@@ -47,14 +47,15 @@ def weight_files(folder_key: str, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -
 def missing_model_message(folder_key: str, name: str, arch: str) -> str | None:
     """None if ``name`` is a file in the model folder, else what to do: the folders and the official URLs.
 
-    ``arch`` is a release family ("RetinaFace", "ParseNet") or ``releases.FACE_RESTORATION``: the
-    recommended file of every face-restoration family."""
+    ``arch`` is a release family ("ParseNet"), ``releases.FACE_RESTORATION`` (the recommended file of every
+    face-restoration family) or ``releases.FACE_DETECTION`` (every file of every detector family)."""
     if name and folder_paths.get_full_path(folder_key, name):
         return None
     folders = ", ".join(folder_paths.get_folder_paths(folder_key))
+    several_families = arch in (FACE_RESTORATION, FACE_DETECTION)  # each file then says its family
     hint = "; ".join(
         f"{r.file_name} from {r.url}" + (f" ({r.arch}{', non-commercial' if r.non_commercial else ''})"
-                                          if arch == FACE_RESTORATION else "")
+                                          if several_families else "")
         for r in hint_releases(arch)
     )
     return (

@@ -14,7 +14,7 @@ from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..face_restorers import DTYPE_CHOICES, FaceRestorer, compute_dtype, load_face_restorer, restorer_from_state_dict
 from ..face_restorers.onnx_graph import is_onnx_file
-from ..releases import FACE_RESTORATION
+from ..releases import FACE_DETECTION, FACE_RESTORATION
 from .compat import schema_extras
 from .common import (
     CATEGORY,
@@ -113,21 +113,25 @@ class LoadFaceDetector(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="GFPGANFaceDetectorLoader",
-            display_name="Load Face Detector (RetinaFace)",
+            display_name="Load Face Detector (RetinaFace / YOLOv5-face)",
             category=CATEGORY,
-            **schema_extras(search_aliases=["retinaface", "face detector", "face detection model", "facexlib"]),
-            description="Loads RetinaFace weights (detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth) "
-            "from models/facedetection or models/facexlib.",
+            **schema_extras(search_aliases=["retinaface", "yolo", "yolov5", "yolov5-face", "face detector",
+                                            "face detection model", "facexlib"]),
+            description="Loads a face detector from models/facedetection or models/facexlib: RetinaFace "
+            "(detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth, facexlib's) or YOLOv5-face "
+            "(yolov5l-face.pth or yolov5n-face.pth, CodeFormer's). The family and size are told from the file's "
+            "content; .pth files are read without unpickling code.",
             inputs=[
                 io.Combo.Input("detector_name", options=weight_files(DETECTION_FOLDER),
-                               tooltip="RetinaFace weights: ResNet-50 (accurate) or MobileNet-0.25 (fast)"),
+                               tooltip="A detector file: RetinaFace ResNet-50 (GFPGANer's) or MobileNet-0.25 (fast), "
+                               "or YOLOv5-face l or n (facerestore_cf's and ReActor's YOLOv5l / YOLOv5n)"),
             ],
             outputs=[FaceDetector.Output(display_name="face_detector", tooltip="The loaded face detector")],
         )
 
     @classmethod
     def validate_inputs(cls, detector_name: str) -> bool | str:
-        return missing_model_message(DETECTION_FOLDER, detector_name, "RetinaFace") or True
+        return missing_model_message(DETECTION_FOLDER, detector_name, FACE_DETECTION) or True
 
     @classmethod
     def fingerprint_inputs(cls, detector_name: str, **_) -> tuple | None:
@@ -135,7 +139,7 @@ class LoadFaceDetector(io.ComfyNode):
 
     @classmethod
     def execute(cls, detector_name: str) -> io.NodeOutput:
-        return _load_from_folder(DETECTION_FOLDER, detector_name, "RetinaFace", load_detector)
+        return _load_from_folder(DETECTION_FOLDER, detector_name, FACE_DETECTION, load_detector)
 
 
 class LoadFaceParser(io.ComfyNode):

@@ -3,10 +3,11 @@
 Each twin has its peer's inputs, names, types, widget order and defaults (``peer_workflows.PEER_NODES``), and
 runs our pipeline with the settings that reproduce what the peer does:
 
-- detection as the peers' facelib / facexlib helpers: confidence 0.8 (facerestore_cf, ReActor; 0.97 for
-  lucak5s' GFPGANer), eyes at least 5 px apart, all faces;
-- ``facedetection`` names the detector file in our detection folders; the YOLOv5 choices use RetinaFace (said
-  once in the log) until this pack reads YOLOv5-face files;
+- detection as the peers' facelib / facexlib helpers: the confidence facelib's ``detect_faces`` defaults to for
+  the detector's family (facerestore_cf, ReActor: RetinaFace 0.8, YOLOv5-face 0.7; 0.97 for lucak5s'
+  GFPGANer), eyes at least 5 px apart, all faces;
+- ``facedetection`` names the detector file in our detection folders: RetinaFace's for the retinaface choices,
+  CodeFormer's yolov5l-face.pth / yolov5n-face.pth for YOLOv5l / YOLOv5n;
 - ``codeformer_fidelity`` / ``codeformer_weight`` drive CodeFormer's w only (as ReActor does); every other
   family gives its official output (GFP-GAN at weight 1), where facerestore_cf passed ``w`` to any model;
 - paste-back with the face-parsing mask, as the peers do (``use_parse=True``), when ``parsing_parsenet.pth`` is
@@ -29,7 +30,7 @@ from ..face_pipeline.pipeline import DetectSettings, find_faces_in_frames
 from ..face_pipeline.detect import load_detector
 from ..face_restorers.registry import CODEFORMER
 from ..face_restorers.onnx_restorer import ONNX_WEIGHTED_GRAPH
-from ..releases import FACE_RESTORATION, find_release
+from ..releases import FACE_DETECTION, FACE_RESTORATION, find_release
 from .common import (
     CATEGORY,
     DETECTION_FOLDER,
@@ -54,14 +55,13 @@ FaceRestoreModel = io.Custom("FACERESTORE_MODEL")  # facerestore_cf's type name,
 PEER_CATEGORY = f"{CATEGORY}/other packs' nodes"
 
 # facedetection choice -> the detector file the peers load for it (found here by name, with any weight suffix)
-DETECTOR_FILES = {
+CHOICE_FILES = {
     "retinaface_resnet50": "detection_Resnet50_Final.pth",
     "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
     "YOLOv5l": "yolov5l-face.pth",
     "YOLOv5n": "yolov5n-face.pth",
 }
 PARSER_FILE = "parsing_parsenet.pth"
-FACELIB_THRESHOLD = 0.8  # facerestore_cf's and ReActor's facelib: RetinaFace's detect_faces default
 GFPGANER_THRESHOLD = 0.97  # facexlib's FaceRestoreHelper, as lucak5s' GFPGANer runs it
 PEER_MIN_EYE_DISTANCE = 5.0  # every peer: get_face_landmarks_5(eye_dist_threshold=5)
 LUCAK5S_MODELS = ("GFPGANv1.4.pth", "GFPGANv1.3.pth", "RestoreFormer.pth")  # its fixed list
@@ -97,18 +97,14 @@ def _cached(kind: str, folder: str, name: str, load: Callable[[str], io.NodeOutp
 
 def detector_message(choice: str) -> str | None:
     """None if ``facedetection`` resolves to a detector file here, else the one-line error (file, folders, URL)."""
-    if choice not in DETECTOR_FILES:
+    if choice not in CHOICE_FILES:
         return f"unknown facedetection {choice!r}; use one of {', '.join(FACE_DETECTION_CHOICES)}"
-    wanted = [DETECTOR_FILES[choice]]
-    if choice.startswith("YOLOv5"):
-        wanted = [DETECTOR_FILES["retinaface_resnet50"], DETECTOR_FILES["retinaface_mobile0.25"]]
-    if any(_find_by_stem(name) for name in wanted):
+    wanted = CHOICE_FILES[choice]
+    if _find_by_stem(wanted):
         return None
     folders = ", ".join(_folders(DETECTION_FOLDER))
-    hint = "; ".join(f"{name} from {find_release(file_name=name).url}" for name in wanted)
-    reading = " (this pack reads no YOLOv5-face file yet: it uses RetinaFace)" if choice.startswith("YOLOv5") else ""
-    return (f"facedetection {choice!r}{reading}: {' or '.join(wanted)} not found. Put it in one of: {folders}. "
-            f"Official file: {hint}. Nothing is downloaded automatically.")
+    return (f"facedetection {choice!r}: {wanted} not found. Put it in one of: {folders}. "
+            f"Official file: {wanted} from {find_release(file_name=wanted).url}. Nothing is downloaded automatically.")
 
 
 def _folders(key: str) -> list[str]:
@@ -122,13 +118,14 @@ def peer_detector(choice: str) -> PatchedModel:
     message = detector_message(choice)
     if message:
         raise FileNotFoundError(message)
-    if choice.startswith("YOLOv5"):
-        found = _find_by_stem(DETECTOR_FILES["retinaface_resnet50"]) or _find_by_stem(DETECTOR_FILES["retinaface_mobile0.25"])
-        _say_once(f"facedetection {choice}: this pack does not read YOLOv5-face files yet; detecting with {found}")
-    else:
-        found = _find_by_stem(DETECTOR_FILES[choice])
-    return _cached("detector", DETECTION_FOLDER, found,
-                   partial(_load_from_folder, DETECTION_FOLDER, arch="RetinaFace", load=load_detector))
+    return _cached("detector", DETECTION_FOLDER, _find_by_stem(CHOICE_FILES[choice]),
+                   partial(_load_from_folder, DETECTION_FOLDER, arch=FACE_DETECTION, load=load_detector))
+
+
+def peer_threshold(detector: PatchedModel) -> float:
+    """The confidence facerestore_cf's and ReActor's facelib detect at: ``detect_faces``' default for the
+    detector's family (RetinaFace 0.8, YOLOv5-face 0.7), which is also that family's own default here."""
+    return detector.info.family.default_threshold
 
 
 def peer_parser() -> PatchedModel | None:
@@ -149,23 +146,25 @@ def codeformer_only(model: PatchedModel, codeformer_weight: float) -> float:
 
 
 def restore_as_peer(image, model: PatchedModel, facedetection: str, codeformer_weight: float, *,
-                    threshold: float = FACELIB_THRESHOLD, visibility: float = 1.0, order: str = "score",
+                    threshold: float | None = None, visibility: float = 1.0, order: str = "score",
                     face_indices: str = "") -> io.NodeOutput:
-    """Our all-in-one node with the settings that reproduce a peer's restore node (see the module docstring)."""
+    """Our all-in-one node with the settings that reproduce a peer's restore node (see the module docstring);
+    ``threshold`` None: ``peer_threshold``."""
+    detector = peer_detector(facedetection)
     parser = peer_parser()
     return GFPGANFaceRestore.execute(
-        image, model, peer_detector(facedetection), fidelity=codeformer_only(model, codeformer_weight),
-        blend=visibility, mask_type="feathered" if parser is None else "parsing", feather=1.0,
-        color_correction=False, threshold=threshold, selection="all", top_k=1, min_face_size=0, max_face_size=0,
-        working_size=0, noise="fixed", seed=0, face_parser=parser, min_eye_distance=PEER_MIN_EYE_DISTANCE,
-        order=order, face_indices=face_indices)
+        image, model, detector, fidelity=codeformer_only(model, codeformer_weight), blend=visibility,
+        mask_type="feathered" if parser is None else "parsing", feather=1.0, color_correction=False,
+        threshold=peer_threshold(detector) if threshold is None else threshold, selection="all", top_k=1,
+        min_face_size=0, max_face_size=0, working_size=0, noise="fixed", seed=0, face_parser=parser,
+        min_eye_distance=PEER_MIN_EYE_DISTANCE, order=order, face_indices=face_indices)
 
 
 def _facedetection_input():
     return io.Combo.Input("facedetection", options=list(FACE_DETECTION_CHOICES),
-                          tooltip="The detector file in models/facedetection: detection_Resnet50_Final.pth or "
-                          "detection_mobilenet0.25_Final.pth (YOLOv5: RetinaFace is used until this pack reads "
-                          "yolov5*-face.pth)")
+                          tooltip="The detector file in models/facedetection: detection_Resnet50_Final.pth, "
+                          "detection_mobilenet0.25_Final.pth, yolov5l-face.pth or yolov5n-face.pth (or a "
+                          ".safetensors of the same name)")
 
 
 def _weight_input(name: str):
@@ -259,7 +258,7 @@ class PeerCropFace(io.ComfyNode):
     def execute(cls, image, facedetection) -> io.NodeOutput:
         detector = peer_detector(facedetection)
         load_on_device(detector)
-        settings = DetectSettings(threshold=FACELIB_THRESHOLD, min_eye_distance=PEER_MIN_EYE_DISTANCE)
+        settings = DetectSettings(threshold=peer_threshold(detector), min_eye_distance=PEER_MIN_EYE_DISTANCE)
         frames = to_bchw(image)
         faces, crops = find_faces_in_frames(frames, detector.info, settings, 512)
         per_frame = [crops[[i for i, face in enumerate(faces.faces) if face.image_index == frame]]

@@ -37,6 +37,18 @@ def retinaface_weights(shared_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def yolov5n_face_file(tmp_path_factory) -> Path:
+    """A seeded YOLOv5-face n as CodeFormer's ``yolov5n-face.pth`` (official layout; no trained weights are at
+    hand): on real photos it finds hundreds of "faces" at any threshold, so tests pick a few or use small images."""
+    from yolov5face_reference import seeded_yolov5face_file, upstream
+
+    reference = upstream()
+    if reference is None:
+        pytest.skip("upstream's YOLOv5-face code not installed (pip install codeformer==0.0.11, a test dependency)")
+    return seeded_yolov5face_file(reference, "n", tmp_path_factory.mktemp("yolov5face") / "yolov5n-face.pth")
+
+
 def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 

@@ -218,9 +218,9 @@ def test_inspect_convert_and_errors(tmp_path, official_weight_files, retinaface_
     target = tmp_path / "model.safetensors"
     assert main(["convert", str(official_weight_files["pth"]), str(target)]) == 0 and target.is_file()
     assert main(["convert", str(official_weight_files["pth"]), str(target)]) == 2  # exists
-    assert main(["inspect", str(retinaface_weights)]) == 2
+    assert main(["convert", str(retinaface_weights), str(tmp_path / "detector.safetensors")]) == 2
     err = capsys.readouterr().err
-    assert "RetinaFace" in err and "Traceback" not in err
+    assert "RetinaFace" in err and "Traceback" not in err  # a detector is no face restorer to convert
     assert main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "absent.pth"),
                  "--detector", str(retinaface_weights)]) == 2
 
@@ -239,6 +239,62 @@ def test_unreadable_weights_are_one_line(tmp_path, retinaface_weights, capsys, c
                  "--detector", str(retinaface_weights)]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1 and err.startswith(f"error: {weights}")
+
+
+def test_inspect_names_detector_files(tmp_path, retinaface_weights, yolov5n_face_file, capsys, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from comfyui_gfpgan import releases
+    from comfyui_gfpgan.model_files import file_sha256
+
+    assert main(["inspect", str(retinaface_weights)]) == 0
+    out = capsys.readouterr().out
+    assert "family:       RetinaFace face detector" in out and "variant:      mobilenet0.25" in out
+    assert "licence:      MIT" in out and "release:      not a known official release" in out
+    assert f"sha256:       {file_sha256(retinaface_weights)}" in out
+    # by its hash: the official file, with the release's licence
+    pinned = tuple(dataclasses.replace(r, sha256=file_sha256(retinaface_weights))
+                   if r.file_name == "detection_mobilenet0.25_Final.pth" else r for r in releases.KNOWN_RELEASES)
+    monkeypatch.setattr(releases, "KNOWN_RELEASES", pinned)
+    assert main(["inspect", str(retinaface_weights)]) == 0
+    out = capsys.readouterr().out
+    assert "release:      official detection_mobilenet0.25_Final.pth (sha256 matches)" in out
+    assert "licence:      MIT (xinntao/facexlib)" in out
+
+    assert main(["inspect", str(yolov5n_face_file)]) == 0
+    out = capsys.readouterr().out
+    assert "family:       YOLOv5-face face detector" in out and "variant:      n" in out
+    licence = next(line for line in out.splitlines() if line.startswith("licence:"))
+    assert "GPL-3.0" in licence and "S-Lab License 1.0" in licence and "non-commercial" in licence
+    assert "release:      named as the official yolov5n-face.pth (no known sha256 to verify it by)" in out
+    misnamed = tmp_path / "yolov5l-face.pth"  # an official name holding another size is not claimed
+    shutil.copy(yolov5n_face_file, misnamed)
+    assert main(["inspect", str(misnamed)]) == 0
+    out = capsys.readouterr().out
+    assert "variant:      n" in out and "release:      not a known official release" in out
+
+    damaged = torch.load(yolov5n_face_file)
+    damaged["model.0.stem_1.conv.weight"] = damaged["model.0.stem_1.conv.weight"][:, :2]
+    torch.save(damaged, tmp_path / "damaged.pth")
+    assert main(["inspect", str(tmp_path / "damaged.pth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'damaged.pth'}: YOLOv5-face n weights that do not fit") and \
+        len(err.splitlines()) == 1
+
+
+def test_restore_with_a_yolov5_face_detector(tmp_path, shared_dir, small_model, yolov5n_face_file, capsys):
+    """CodeFormer's YOLOv5-face files work as --detector. The seeded one scores "faces" near 1 all over a photo,
+    so the two most confident are restored."""
+    photo = shared_dir / "images" / "grace_hopper.jpg"
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "-o", str(out), "--model", small_model, "--detector", str(yolov5n_face_file),
+                 "--threshold", "0.5", "--select", "top_k", "--top-k", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"{out}: 1 restored" in captured.out and "Traceback" not in captured.err
+    original, restored = cv2.imread(str(photo)), cv2.imread(str(out / photo.name))
+    assert restored.shape == original.shape and not np.array_equal(restored, original)
 
 
 def test_make_test_model_round_trips(tmp_path, capsys):
@@ -309,6 +365,7 @@ def test_download_list_prints_the_table(capsys):
     assert "S-Lab License 1.0" in codeformer and "non-commercial" in codeformer
     assert " not verified " in rows["RestoreFormer++.ckpt"] and " RestoreFormer++ " in rows["RestoreFormer++.ckpt"]
     assert " ONNX: GPEN " in rows["GPEN-BFR-2048.onnx"] and " 2048 px " in rows["GPEN-BFR-2048.onnx"]
+    assert " YOLOv5-face " in rows["yolov5l-face.pth"] and " not verified " in rows["yolov5l-face.pth"]
     assert main(["download"]) == 2 and "download --list" in capsys.readouterr().err  # neither a name nor --list
 
 
@@ -331,6 +388,20 @@ def test_download_says_when_the_licence_is_non_commercial(tmp_path, capsys, monk
     assert "sha256 mismatch" in err and not list(tmp_path.iterdir())
     assert main(["download", "GFPGANv1.3.pth", "--dir", str(tmp_path)]) == 2  # Apache-2.0: no note
     assert "note:" not in capsys.readouterr().err
+
+
+def test_download_fetches_yolov5_face_files_from_codeformers_release(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    requested = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: requested.append(url) or _Served(b"served"))
+    assert main(["download", "yolov5n-face.pth", "--dir", str(tmp_path)]) == 0
+    assert requested == ["https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/yolov5n-face.pth"]
+    assert (tmp_path / "yolov5n-face.pth").read_bytes() == b"served"
+    err = capsys.readouterr().err
+    note = next(line for line in err.splitlines() if line.startswith("note:"))
+    assert note.startswith("note: yolov5n-face.pth: code GPL-3.0") and "S-Lab License 1.0, non-commercial" in note
+    assert "warning: not verified: no known sha256 for yolov5n-face.pth" in err
 
 
 def test_download_falls_back_to_the_mirrors(tmp_path, capsys, monkeypatch):

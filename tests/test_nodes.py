@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,8 +92,54 @@ def test_missing_model_names_folder_and_url(nodes):
     assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4.pth") == message
     assert nodes.LoadGFPGANModel.validate_inputs("GFPGANv1.4-seeded.safetensors") is True
     assert nodes.LoadFaceDetector.validate_inputs("retinaface_mobilenet0.25.safetensors") is True
-    detector_message = nodes.LoadFaceDetector.validate_inputs("detection_Resnet50_Final.pth")
-    assert "facedetection" in detector_message and "detection_Resnet50_Final.pth from https://" in detector_message
+    assert "parsing_parsenet.pth from https://" in nodes.LoadFaceParser.validate_inputs("")
+
+
+def test_a_missing_detector_names_every_file_of_both_families(nodes):
+    from comfyui_gfpgan.releases import find_release
+
+    message = nodes.LoadFaceDetector.validate_inputs("detection_Resnet50_Final.pth")
+    assert message.startswith("model file 'detection_Resnet50_Final.pth' not found. Put it in one of: ")
+    assert "facedetection" in message and "\n" not in message
+    for file_name, family in (("detection_Resnet50_Final.pth", "RetinaFace"),
+                              ("detection_mobilenet0.25_Final.pth", "RetinaFace"),
+                              ("yolov5l-face.pth", "YOLOv5-face, non-commercial"),
+                              ("yolov5n-face.pth", "YOLOv5-face, non-commercial")):
+        assert f"{file_name} from {find_release(file_name=file_name).url} ({family})" in message, file_name
+    assert message.count("https://") == 4
+    with pytest.raises(FileNotFoundError) as error:
+        nodes.LoadFaceDetector.execute("yolov5l-face.pth")
+    assert "yolov5l-face.pth from https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/" in str(error.value)
+
+
+@pytest.fixture
+def yolo_in_folder(nodes, yolov5n_face_file):
+    """The seeded YOLOv5-face n in the detection folder under CodeFormer's name; removed afterwards."""
+    path = Path(os.environ["GFPGAN_TEST_MODELS_DIR"]) / "facedetection" / "yolov5n-face.pth"
+    shutil.copy(yolov5n_face_file, path)
+    yield path
+    path.unlink()
+
+
+def test_detector_loader_lists_and_loads_either_family(nodes, yolo_in_folder):
+    from yolov5face_reference import signal_images
+
+    info = nodes.LoadFaceDetector.GET_NODE_INFO_V1()
+    assert info["name"] == "GFPGANFaceDetectorLoader"  # the id saved workflows use
+    assert info["display_name"] == "Load Face Detector (RetinaFace / YOLOv5-face)"
+    assert "yolov5n-face.pth" in info["description"] and "detection_Resnet50_Final.pth" in info["description"]
+    aliases = info.get("search_aliases")  # None where ComfyUI takes none (0.3.64, 0.8.0)
+    assert aliases is None or {"retinaface", "yolo", "yolov5"} <= set(aliases)
+    listed = node_inputs(nodes.LoadFaceDetector)[0][2]["options"]
+    assert {"retinaface_mobilenet0.25.safetensors", "yolov5n-face.pth"} <= set(listed)
+    assert nodes.LoadFaceDetector.validate_inputs("yolov5n-face.pth") is True
+    yolo = nodes.LoadFaceDetector.execute("yolov5n-face.pth").result[0]
+    retinaface = nodes.LoadFaceDetector.execute("retinaface_mobilenet0.25.safetensors").result[0]
+    assert (yolo.info.family.name, yolo.info.variant, yolo.info.path) == ("YOLOv5-face", "n", yolo_in_folder)
+    assert (retinaface.info.family.name, retinaface.info.variant) == ("RetinaFace", "mobilenet0.25")
+    frame = signal_images()[:1].permute(0, 2, 3, 1).contiguous()  # what the seeded YOLO is calibrated on
+    faces, crops, _ = nodes.DetectFaces.execute(frame, yolo, 0.9, "all", 1, 0, 0, 0).result
+    assert len(faces.faces) == crops.shape[0] > 0 and crops.shape[1:] == (512, 512, 3)
     assert "parsing_parsenet.pth from https://" in nodes.LoadFaceParser.validate_inputs("")
 
 

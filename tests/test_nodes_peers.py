@@ -34,23 +34,27 @@ FLOAT_RANGES = {"codeformer_fidelity": (0.0, 1.0, 0.05), "codeformer_weight": (0
                 "visibility": (0.0, 1.0, 0.05)}
 DETECTORS = ["retinaface_resnet50", "retinaface_mobile0.25", "YOLOv5l", "YOLOv5n"]
 PEER_OUTPUTS = {"FaceRestoreModelLoader": ["FACERESTORE_MODEL"], "GFPGANRestorer": ["IMAGE", "MASK"]}
+SMALL_MODEL = "gfpgan-64-seeded.safetensors"
 
 
 @pytest.fixture(scope="module")
-def peers(comfy_nodes, official_weight_files, retinaface_weights):
+def peers(comfy_nodes, official_weight_files, retinaface_weights, small_model):
     """The twins, with the files the peers' users keep: detectors under their official names, a CodeFormer,
-    lucak5s' GFPGANv1.4.pth. Removed afterwards, so other modules' folder listings stay as they were."""
+    lucak5s' GFPGANv1.4.pth, and a small GFP-GAN (64 px, for the many faces a seeded YOLO finds). Removed
+    afterwards, so other modules' folder listings stay as they were."""
     from comfyui_gfpgan.codeformer_arch.testing import seeded_codeformer
     from comfyui_gfpgan.nodes import peers as module
 
     models = Path(os.environ["GFPGAN_TEST_MODELS_DIR"])
     made = [models / "facedetection" / "detection_mobilenet0.25_Final.safetensors",
             models / "facerestore_models" / "codeformer-seeded.pth",
-            models / "facerestore_models" / "GFPGANv1.4.pth"]
+            models / "facerestore_models" / "GFPGANv1.4.pth",
+            models / "facerestore_models" / SMALL_MODEL]
     shutil.copy(retinaface_weights, made[0])
     codeformer = {k: v.contiguous() for k, v in seeded_codeformer(seed=3).state_dict().items()}
     torch.save({"params_ema": codeformer}, made[1])
     shutil.copy(official_weight_files["pth"], made[2])
+    shutil.copy(small_model, made[3])
     yield module
     for path in made:
         path.unlink(missing_ok=True)
@@ -64,6 +68,26 @@ def resnet50_named(peers):
     shutil.copy(Path(os.environ["GFPGAN_TEST_MODELS_DIR"]) / "facedetection" / "detection_mobilenet0.25_Final.safetensors", path)
     yield path
     path.unlink()
+
+
+@pytest.fixture
+def yolo_files(peers, yolov5n_face_file):
+    """The seeded YOLOv5-face n under both of CodeFormer's names (the file's keys, not its name, say the size)."""
+    folder = Path(os.environ["GFPGAN_TEST_MODELS_DIR"]) / "facedetection"
+    made = [folder / "yolov5n-face.pth", folder / "yolov5l-face.pth"]
+    for path in made:
+        shutil.copy(yolov5n_face_file, path)
+    yield made
+    for path in made:
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def small_frame():
+    """A 96x128 corner of the image the seeded YOLO is calibrated on: 7 faces above 0.7, 2 of them above 0.8."""
+    from yolov5face_reference import signal_images
+
+    return signal_images()[1:2, :, :96, :128].permute(0, 2, 3, 1).contiguous()
 
 
 @pytest.fixture
@@ -212,13 +236,43 @@ def test_a_missing_detector_names_the_file_the_folders_and_the_url(peers, image)
         peers.peer_detector("retinaface_resnet50")
 
 
-def test_yolo_choices_use_retinaface_and_say_so_once(peers, caplog):
+def test_yolo_choices_load_codeformers_yolo_files(peers, yolo_files, caplog):
     with caplog.at_level(logging.WARNING):
-        first = peers.peer_detector("YOLOv5l")
-        again = peers.peer_detector("YOLOv5n")
-    said = [r.message for r in caplog.records if "YOLOv5" in r.message]
-    assert first is again and first.info.network is not None  # the RetinaFace file, loaded once
-    assert len(said) == 2 and all("does not read YOLOv5-face files yet" in m for m in said)  # once per choice
+        for choice, file_name in (("YOLOv5n", "yolov5n-face.pth"), ("YOLOv5l", "yolov5l-face.pth")):
+            assert twin(peers, "CropFace").validate_inputs(facedetection=choice) is True
+            detector = peers.peer_detector(choice).info
+            assert (detector.family.name, detector.path.name) == ("YOLOv5-face", file_name)
+    assert not caplog.records  # nothing to warn about: no stand-in detector
+
+
+def test_a_missing_yolo_file_is_an_error_even_with_retinaface_there(peers):
+    message = peers.detector_message("YOLOv5l")
+    assert message.startswith("facedetection 'YOLOv5l': yolov5l-face.pth not found. Put it in one of: ")
+    assert "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/yolov5l-face.pth" in message
+    assert "RetinaFace" not in message and "\n" not in message
+    assert twin(peers, "ReActorRestoreFace").validate_inputs(facedetection="YOLOv5l", model=SMALL_MODEL) == message
+    with pytest.raises(FileNotFoundError, match="yolov5l-face.pth not found"):
+        peers.peer_detector("YOLOv5l")
+
+
+def test_crop_face_detects_with_yolo_at_facelibs_yolo_threshold(comfy_nodes, peers, yolo_files, small_frame):
+    crops = twin(peers, "CropFace").execute(small_frame, "YOLOv5n").result[0]
+    yolo = comfy_nodes.LoadFaceDetector.execute("yolov5n-face.pth").result[0]
+    at_07, at_08 = (comfy_nodes.DetectFaces.execute(small_frame, yolo, threshold, "all", 1, 0, 0, 0, 0.0, 5.0).result[1]
+                    for threshold in (0.7, 0.8))
+    assert 0 < len(at_08) < len(at_07)  # the frame tells YOLO's 0.7 from RetinaFace's 0.8
+    assert torch.equal(crops, at_07)
+
+
+def test_restore_twins_detect_with_yolo_at_facelibs_yolo_threshold(comfy_nodes, peers, yolo_files, small_frame):
+    model = twin(peers, "FaceRestoreModelLoader").execute(SMALL_MODEL).result[0]
+    facerestore_cf = twin(peers, "FaceRestoreCFWithModel").execute(model, small_frame, "YOLOv5n", 0.5).result[0]
+    reactor = twin(peers, "ReActorRestoreFace").execute(small_frame, "YOLOv5n", SMALL_MODEL, 1.0, 0.5).result[0]
+    yolo = comfy_nodes.LoadFaceDetector.execute("yolov5n-face.pth").result[0]
+    at_07, _ = restore_ours(comfy_nodes, small_frame, model, yolo, fidelity=1.0, threshold=0.7)
+    at_08, _ = restore_ours(comfy_nodes, small_frame, model, yolo, fidelity=1.0, threshold=0.8)
+    assert not torch.equal(at_07, at_08) and not torch.equal(at_07, small_frame)
+    assert torch.equal(facerestore_cf, at_07) and torch.equal(reactor, at_07)
 
 
 def test_extension_registers_a_node_replacement_per_peer_node(comfy_nodes, peers):

@@ -2,7 +2,14 @@
 
 import re
 
-from comfyui_gfpgan.releases import FACE_RESTORATION, KNOWN_RELEASES, find_release, hint_releases
+from comfyui_gfpgan.releases import (
+    DETECTOR_ARCHES,
+    FACE_DETECTION,
+    FACE_RESTORATION,
+    KNOWN_RELEASES,
+    find_release,
+    hint_releases,
+)
 
 RESTORER_FAMILIES = {"GFP-GAN", "CodeFormer", "RestoreFormer", "RestoreFormer++", "GPEN"}
 
@@ -68,7 +75,7 @@ def test_every_entry_is_well_formed():
             assert release.file_name.endswith(".onnx") == release.arch.startswith("ONNX: "), where
             assert release.crop_size in (256, 512, 1024, 2048), where
         else:
-            assert release.arch in ("RetinaFace", "ParseNet") and not release.recommended, where
+            assert release.arch in (*DETECTOR_ARCHES, "ParseNet") and not release.recommended, where
 
 
 def test_not_found_hints_name_one_file_per_family():
@@ -78,6 +85,26 @@ def test_not_found_hints_name_one_file_per_family():
     assert [r.file_name for r in hints][:2] == ["GFPGANv1.4.pth", "codeformer-v0.1.0.pth"]
     assert [r.file_name for r in hint_releases("RetinaFace")] == [
         "detection_Resnet50_Final.pth", "detection_mobilenet0.25_Final.pth"]
+    assert [r.file_name for r in hint_releases(FACE_DETECTION)] == [  # the detector loader reads both families
+        "detection_Resnet50_Final.pth", "detection_mobilenet0.25_Final.pth", "yolov5l-face.pth", "yolov5n-face.pth"]
+
+
+def test_yolov5_face_files_are_codeformers_with_both_licences():
+    for file_name, size in (("yolov5l-face.pth", "l"), ("yolov5n-face.pth", "n")):
+        release = find_release(file_name=file_name)
+        assert (release.arch, release.version, release.sha256) == ("YOLOv5-face", size, None), file_name
+        assert release.url == f"https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/{file_name}"
+        assert "GPL-3.0 (deepcam-cn/yolov5-face)" in release.licence and "S-Lab License 1.0" in release.licence
+        assert release.non_commercial and not release.is_face_restorer
+
+
+def test_every_detector_family_and_official_file_is_in_the_table():
+    """The detector families face_detectors reads are the ones the table (and the loader's hint) names."""
+    from comfyui_gfpgan.face_detectors import DETECTOR_FAMILIES
+
+    assert DETECTOR_ARCHES == tuple(family.name for family in DETECTOR_FAMILIES)
+    for family in DETECTOR_FAMILIES:
+        assert {r.file_name for r in KNOWN_RELEASES if r.arch == family.name} == set(family.files), family.name
 
 
 def test_readme_table_gives_each_files_url_and_hash():

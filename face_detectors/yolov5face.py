@@ -169,5 +169,6 @@ YOLOV5_FACE = DetectorFamily(
     default_threshold=0.7,  # upstream's YoloDetector.detect_faces default
     nms_threshold=0.5,
     files=("yolov5l-face.pth", "yolov5n-face.pth"),
-    licence="GPL-3.0 (deepcam-cn/yolov5-face); CodeFormer's release redistributes the weights",
+    licence="GPL-3.0 code (deepcam-cn/yolov5-face); the weights of CodeFormer's release: NTU S-Lab License 1.0, "
+            "non-commercial",
 )

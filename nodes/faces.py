@@ -35,7 +35,7 @@ def detection_inputs() -> list:
     """Widgets shared by the detect node and the all-in-one node (same order in both)."""
     return [
         io.Float.Input("threshold", default=0.97, min=0.05, max=0.99, step=0.01,
-                       tooltip="Minimum detection confidence (GFPGANer uses 0.97)"),
+                       tooltip="Minimum detection confidence (GFPGANer uses 0.97 with RetinaFace; YOLOv5-face's own code detects at 0.7, and its scores run lower)"),
         io.Combo.Input("selection", options=list(SELECTION_MODES), default="all",
                        tooltip="Which faces to restore per image: all, the largest, the one nearest the centre, "
                        "or the top-k by confidence"),
@@ -86,9 +86,10 @@ class DetectFaces(io.ComfyNode):
             node_id="GFPGANDetectFaces",
             display_name="Detect Faces (GFPGAN)",
             category=CATEGORY,
-            **schema_extras(search_aliases=["detect faces", "face detection", "find faces", "retinaface", "face crop"]),
-            description="Finds faces with RetinaFace and crops each to the FFHQ alignment face restorers expect: "
-            "512 px, or the size of the face restore model given.",
+            **schema_extras(search_aliases=["detect faces", "face detection", "find faces", "retinaface", "yolov5", "yolo",
+                                            "face crop"]),
+            description="Finds faces with the loaded detector (RetinaFace or YOLOv5-face) and crops each to the FFHQ "
+            "alignment face restorers expect: 512 px, or the size of the face restore model given.",
             inputs=[
                 io.Image.Input("image", tooltip="Images to search for faces"),
                 FaceDetector.Input("face_detector", tooltip="From Load Face Detector"),

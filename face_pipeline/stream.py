@@ -4,8 +4,9 @@ Four stages, joined by bounded queues (``queue.Queue(maxsize=workers)``), so onl
 once however many come in:
 
 1. load (``workers`` threads): ``load(source)`` decodes one image into a ``Frame``;
-2. detect and align (the calling thread, on the device): ``_frame_chunks`` over that one frame, as
-   ``restore_faces_in_images`` runs it on a single image;
+2. detect and align (the calling thread, on the device): ``_frame_chunks`` over the loaded images already
+   waiting (up to ``detect_batch``), those of one size in one detector call; each image gets the faces
+   ``restore_faces_in_images`` finds in it alone (to the rounding of a batch, where several share a call);
 3. restore (the calling thread): the aligned crops of several images wait together until there are
    ``chunk_size`` faces for one network call (``restore_crops``); each face is seeded ``seed`` + its
    index within its own image, as a run over that image alone seeds it;
@@ -19,6 +20,7 @@ raised to the caller once the workers have finished what they hold.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import re
 import threading
@@ -32,6 +34,7 @@ from ..face_restorers import FaceRestorer, as_face_restorer
 from .aligned import aligned_network_crops, aligned_results
 from .detect import FaceDetector
 from .errors import FaceInputError
+from .faces import FaceBatch, offset_faces
 from .pipeline import DetectSettings, PasteSettings, RestoreSettings, _FrameChunk, _frame_chunks, _paste_chunk, validate_images
 from .restore import default_chunk_size, restore_crops
 
@@ -109,31 +112,53 @@ def restore_stream(
     paste: PasteSettings = PasteSettings(),
     aligned: bool = False,
     workers: int = 2,
+    detect_batch: int | None = None,
 ) -> Iterator[R]:
     """``save(result)`` for every source, each restored as ``restore_faces_in_images`` restores it alone.
 
     ``load(source)`` (in a worker; None: no image) and ``save`` (in a worker) run ``workers`` at a time;
     detection and the network run in the calling thread as it iterates. ``aligned=True`` takes each
     image as one aligned face crop (the ``--aligned`` path: ``paste.blend`` then mixes in crop space).
-    Yields what ``save`` returns, in completion order; at most about 4 * ``workers`` + 2 * faces per
-    network call images are held at once. Closing the iterator stops the workers (they finish the image
-    they hold).
+    ``detect_batch`` loaded images at most, those already waiting, share a detector call (None: ``workers``
+    on CUDA, 1 on the CPU, as ``default_detect_batch``). Yields what ``save`` returns, in completion order;
+    at most about 4 * ``workers`` + ``detect_batch`` + 2 * faces per network call images are held at once.
+    Closing the iterator stops the workers (they finish the image they hold).
     """
     if not isinstance(workers, int) or workers < 1:
         raise FaceInputError(f"workers must be a whole number >= 1, got {workers!r}")
+    if detect_batch is not None and (not isinstance(detect_batch, int) or detect_batch < 1):
+        raise FaceInputError(f"detect_batch must be a whole number >= 1 (or None), got {detect_batch!r}")
     if not aligned and detector is None:
         raise FaceInputError("a face detector is needed (or aligned=True for pre-aligned face crops)")
     if paste.mask == "parsing" and parser is None:
         raise FaceInputError("mask='parsing' needs a face parser model")
+    if detect_batch is None:
+        detect_batch = 1 if aligned else default_detect_batch(detector.device, workers)
     stream = _Stream(sources, load, save, as_face_restorer(restorer), detector, parser, detect, restore, paste,
-                     aligned, workers)
+                     aligned, workers, detect_batch)
     return stream.run()
 
 
+def default_detect_batch(device: torch.device, workers: int) -> int:
+    """Images per detector call: on CUDA as many as the ``workers`` load at once (not measured: faces there
+    share network calls already, which round otherwise too). On the CPU one, so that files stay byte-identical
+    to images restored alone: a shared call rounds otherwise (oneDNN's batched convolutions: features ~5e-6
+    apart; 256 px frames, 4e-5 of the 8-bit output values one level off) and saves little. RetinaFace
+    mobilenet0.25 on 2 cores, ms a frame alone -> 2 a call -> 4 a call: 256 px 6.2 -> 4.5 -> 3.5, 512 px
+    12.8 -> 10.6 -> 12.4, 2048 px 594 -> 715 -> 745 (the detector's cache-sized strips get shorter with each
+    frame), against seconds to restore a face."""
+    return workers if device.type == "cuda" else 1
+
+
 class _Stream(Generic[S, R]):
-    def __init__(self, sources, load, save, restorer, detector, parser, detect, restore, paste, aligned, workers):
+    def __init__(self, sources, load, save, restorer, detector, parser, detect, restore, paste, aligned, workers,
+                 detect_batch):
         self.load, self.save, self.restorer, self.detector, self.parser = load, save, restorer, detector, parser
-        self.detect, self.restore, self.paste, self.aligned, self.workers = detect, restore, paste, aligned, workers
+        self.restore, self.paste, self.aligned, self.workers = restore, paste, aligned, workers
+        self.detect_batch = detect_batch  # loaded images per detector call at most
+        # Images are independent: landmark smoothing (a video's frames following each other) must not chain the
+        # images that share a detector call, and an image alone, with no frame before it, is never smoothed.
+        self.detect = dataclasses.replace(detect, smoothing=0.0)
         self.batch = restore.chunk_size or default_chunk_size(restorer.device)  # faces per network call
         self.sources, self.sources_lock = iter(sources), threading.Lock()
         self.loaded: queue.Queue = queue.Queue(maxsize=workers)  # loader -> calling thread
@@ -150,12 +175,11 @@ class _Stream(Generic[S, R]):
         try:
             running = len(loaders)
             while running:
-                item = yield from self._next_loaded()
-                if item is _END:
-                    running -= 1
-                    continue
-                yield from self._take_in(item)
-                del item  # hold no image while waiting for the next
+                loaded = yield from self._next_loaded()
+                items = [value for value in loaded if value is not _END]
+                running -= len(loaded) - len(items)
+                yield from self._take_in(items)
+                del loaded, items  # hold no image while waiting for the next
                 yield from self._drain()
             while self.pending:
                 yield from self._restore_next_batch()
@@ -189,31 +213,75 @@ class _Stream(Generic[S, R]):
                                      "threads is reached") from None
         return loaders, savers
 
-    def _take_in(self, item: _Item) -> Iterator[R]:
-        """Detect and align one loaded image; queue its faces for the network, or hand it on."""
-        result = item.result
-        if result.error is None and result.frame is not None:
+    def _take_in(self, items: list[_Item]) -> Iterator[R]:
+        """Detect and align loaded images, those that can share a detector call in one; queue their faces for
+        the network, or hand them on."""
+        calls: dict[object, list[_Item]] = {}
+        for item in items:
+            if item.result.error is None and item.result.frame is not None:
+                key = self._call_key(item)
+                calls.setdefault(item if key is None else key, []).append(item)
+        for group in calls.values():
+            self._find_faces(group)
+        for item in items:
+            if item.waiting == 0:
+                yield from self._hand_on(item)
+                continue
+            self.pending.extend((item, index) for index in range(item.waiting))
+            while len(self.pending) >= self.batch:
+                yield from self._restore_next_batch()
+
+    def _call_key(self, item: _Item) -> tuple | None:
+        """What images must share to be detected in one call: their frames' shape and dtype (``find_faces`` takes
+        frames of one size, stacked). None for an image detected on its own: an aligned crop, or pixels that
+        ``validate_images`` refuses (its error becomes that image's when it is detected)."""
+        pixels = item.result.frame.pixels
+        if self.aligned:
+            return None
+        try:
+            validate_images(pixels)
+        except FaceInputError:
+            return None
+        return tuple(pixels.shape), pixels.dtype
+
+    def _find_faces(self, items: list[_Item]) -> None:
+        """Find the faces of ``items`` in one call; if it fails, each image again on its own, so that only a bad
+        image fails and the others get what they would alone."""
+        if len(items) > 1:
             try:
-                self._find_faces(item)
+                self._find_faces_together(items)
+                return
+            except Exception:  # (each one again below, once this block has let go of the failed call's tensors)
+                pass
+        for item in items:
+            try:
+                self._find_faces_together([item])
             except Exception as error:
                 self._fail(item, item_error(error))
-        if item.waiting == 0:
-            yield from self._hand_on(item)
-            return
-        self.pending.extend((item, index) for index in range(item.waiting))
-        while len(self.pending) >= self.batch:
-            yield from self._restore_next_batch()
 
-    def _find_faces(self, item: _Item) -> None:
-        pixels = item.result.frame.pixels
-        validate_images(pixels)
+    def _find_faces_together(self, items: list[_Item]) -> None:
+        """Detect and align the faces of ``items`` (one ``_call_key``) in one detector call, or take each aligned
+        crop as its face; each image keeps its own frame and faces (``image_index`` 0)."""
+        for item in items:
+            validate_images(item.result.frame.pixels)
         if self.aligned:
-            crops = aligned_network_crops(self.restorer, pixels)
+            found = [aligned_network_crops(self.restorer, item.result.frame.pixels) for item in items]
         else:
-            chunk = next(_frame_chunks(pixels, self.detector, self.detect, self.restorer.crop_size, 1,
-                                       self.restorer.device))
-            crops, item.chunk = chunk.crops, chunk._replace(crops=chunk.crops[:0])  # the crops are held once
-        item.crops, item.restored, item.waiting = crops, [None] * len(crops), len(crops)
+            device = self.restorer.device
+            frames = [item.result.frame.pixels.to(device, torch.float32) for item in items]  # (on the CPU: no copy)
+            chunk = next(_frame_chunks(torch.cat(frames) if len(frames) > 1 else frames[0], self.detector,
+                                       self.detect, self.restorer.crop_size, len(frames), device))
+            found = []
+            for index, (item, frame) in enumerate(zip(items, frames)):
+                mine = chunk.faces.faces_in_image(index)
+                faces = FaceBatch(offset_faces([chunk.faces.faces[i] for i in mine], -index),
+                                  chunk.faces.image_sizes[index : index + 1], chunk.faces.crop_size)
+                # (the crops are held once: in item.crops, until restored)
+                empty = chunk.crops.new_empty((0, *chunk.crops.shape[1:]))
+                item.chunk = _FrameChunk(0, frame, faces, empty, [0] if index in chunk.skipped else [], faces.faces)
+                found.append(chunk.crops[mine])
+        for item, crops in zip(items, found):
+            item.crops, item.restored, item.waiting = crops, [None] * len(crops), len(crops)
 
     def _restore_next_batch(self) -> Iterator[R]:
         """One network call over the next ``batch`` waiting faces (of one image or several)."""
@@ -269,15 +337,23 @@ class _Stream(Generic[S, R]):
                 yield from self._drain()
 
     def _next_loaded(self) -> Iterator[R]:
+        """The next loaded images (or ``_END`` marks): one, waited for, then up to ``detect_batch`` in all of
+        those already waiting (never waiting for more)."""
         while True:
             try:
-                value = self.loaded.get(timeout=_POLL)
+                values = [self.loaded.get(timeout=_POLL)]
+                break
             except queue.Empty:
                 yield from self._drain()
-                continue
+        while len(values) < self.detect_batch:
+            try:
+                values.append(self.loaded.get_nowait())
+            except queue.Empty:
+                break
+        for value in values:
             if isinstance(value, _Failure):
                 raise value.error
-            return value
+        return values
 
     def _drain(self, wait: bool = False) -> Iterator[R]:
         """Yield the results that came back (waiting up to ``_POLL`` for one if ``wait``); raise a worker's failure."""

@@ -71,17 +71,18 @@ def run_in_strips(
 
     Strip starts are multiples of ``stride``, so every layer samples the same positions as in the
     whole-image pass, and the rows each strip keeps saw no padding the whole image would not have.
+    The frames of a batch go through one at a time, so a strip is as tall for a batch as for one frame.
     """
     batch, _, height, width = images.shape
     halo = -(-radius // stride) * stride
-    rows = max(stride, strip_pixels // max(1, width * batch) // stride * stride)
+    rows = max(stride, strip_pixels // max(1, width) // stride * stride)
     if rows + 2 * halo >= height:
         return stage(images)
     parts = []
     for start in range(0, height, rows):
         stop = min(height, start + rows)
         first, last = max(0, start - halo), min(height, stop + halo)
-        out = stage(images[:, :, first:last])
+        out = torch.cat([stage(images[i : i + 1, :, first:last]) for i in range(batch)])
         skip = (start - first) // stride
         parts.append(out[:, :, skip:] if stop == height else out[:, :, skip : skip + (stop - start) // stride])
     return torch.cat(parts, dim=2)

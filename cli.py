@@ -454,9 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--seed", type=int, default=0,
                          help="with --noise seeded: face i of an image (of a video: of the whole video) draws from "
                          "seed + i; 0..2**63-1")
-    restore.add_argument("--threshold", type=float, default=0.97,
-                         help="face detection confidence, in [0, 1): GFPGANer's with RetinaFace; YOLOv5-face's "
-                         "upstream code detects at 0.7")
+    restore.add_argument("--threshold", type=float, default=None,
+                         help="face detection confidence, in [0, 1) (default: the detector's: 0.97 for RetinaFace, "
+                         "GFPGANer's; 0.7 for YOLOv5-face, its upstream code's)")
     restore.add_argument("--select", choices=SELECTION_MODES, default="all",
                          help="which faces of each image to restore: all, the largest, the one nearest the center, "
                          "or the --top-k most confident")

@@ -8,7 +8,8 @@ Prints three parts, every figure measured in this run:
 1. Per detector (RetinaFace MobileNet-0.25 with its real weights; RetinaFace ResNet-50, YOLOv5-face n and l
    seeded, see seeded_detectors.py; YOLOv5-face needs the ``codeformer`` package), per frame (512x512,
    2048x1080, 3840x2160, composed from the shared photos: real faces of 24 to 300 px) and working size
-   (short side shrunk to it; 0 = full size): the median time of --repeats runs after a warm-up of
+   (short side shrunk to it; 0 = full size): the fastest of --repeats runs after a warm-up (on a shared VM
+   the least disturbed run is the code's own speed; every time here is a fastest), of
    - ours: ``detect_faces`` with the default detector (BatchNorm folded, channels-last, stem in strips,
      box and landmark heads only at the candidates);
    - today: ``plain_retinaface_detect``, commit 3c5cc34's algorithm (the whole image through the unfolded
@@ -16,10 +17,11 @@ Prints three parts, every figure measured in this run:
      column there is the same detector unoptimised (upstream's arithmetic, ``optimise=False``);
    - facexlib: ``RetinaFace.detect_faces`` (MobileNet-0.25, CPU only), given the frame resized as ours is.
    The variants are timed interleaved (A B C A B C ...), so the drift of a shared VM hits each alike; the
-   ratios are of medians from the same run. Each row also checks that ours and today's boxes are the same
-   (within 1e-2 px) and, for MobileNet-0.25, counts the faces GFPGANer finds (facexlib at full size,
-   eyes >= 5 px apart) that the working size misses. A cell expected (from the variant's smaller cells) to
-   take over --max-run seconds a run is skipped, and said so.
+   ratios are of those times, from the same run. Each row also checks that ours and today's boxes are the
+   same (within 1e-2 px) and, for MobileNet-0.25, counts the faces GFPGANer finds (facexlib at full size,
+   eyes >= 5 px apart) that the working size misses. A cell expected (from the variant's previous cell) to
+   take over --max-run seconds a run is skipped, and said so; one whose rounds would take over
+   --cell-budget seconds gets fewer (n).
 2. A floor for full-size 3840x2160 MobileNet-0.25 here: its convolutions' FLOPs (2 x MACs, hooked) over the
    peak fp32 rate (a big matmul and a 64->64 3x3 convolution, best of 5), and the bytes a whole-image pass
    moves through its stem (each activation written and read once) over the copy bandwidth; ours against both.
@@ -35,7 +37,6 @@ import contextlib
 import io
 import math
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -240,7 +241,7 @@ def gfpganer_faces(facexlib, bgr: np.ndarray, threshold: float) -> list[tuple[fl
 
 def time_cell(args, variant: Variant, images: torch.Tensor, size: int, facexlib) -> tuple[dict, int, dict]:
     """One cell: a warm-up round (allocator, kernels, anchor cache), then as many interleaved rounds as fit
-    --cell-budget (at most --repeats, at least 1). The median seconds of each column, the rounds, the outputs."""
+    --cell-budget (at most --repeats, at least 1). The fastest seconds of each column, the rounds, the outputs."""
     from comfyui_gfpgan.face_pipeline.detect import detect_faces
 
     def ours():
@@ -259,7 +260,7 @@ def time_cell(args, variant: Variant, images: torch.Tensor, size: int, facexlib)
     _, warm_up = interleaved(fns, 1, args.device)
     repeats = max(1, min(args.repeats, int(args.cell_budget / sum(t[0] for t in warm_up.values()))))
     outputs, times = interleaved(fns, repeats, args.device)
-    return {name: statistics.median(t) for name, t in times.items()}, repeats, outputs
+    return {name: min(t) for name, t in times.items()}, repeats, outputs
 
 
 def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.ndarray]) -> None:
@@ -269,7 +270,7 @@ def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.n
     facexlib = facexlib_retinaface() if any(isinstance(v, Variant) and v.facexlib for v in variants) else None
     if args.device != "cpu":
         print("facexlib's detect_faces: not timed (its RetinaFace runs on the CPU only here)")
-    print("\nms: median of n interleaved rounds after a warm-up; faces: ours' after GFPGANer's eye filter (5 px); "
+    print("\nms: the fastest of n interleaved rounds after a warm-up; faces: ours' after GFPGANer's eye filter (5 px); "
           "missed: GFPGANer's\nfaces (facexlib at full size) that ours does not find at this working size (IoU < 0.5)")
     gaps: dict[str, list[float]] = {}  # per baseline: the box differences of each row
     for variant in variants:
@@ -279,7 +280,7 @@ def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.n
         base = variant.today_label
         columns = ["ours", base] + ["facexlib"] * variant.facexlib
         ratios = [f"ours/{c}" for c in columns[1:]]
-        print(f"\n== {variant.name}")
+        print(f"\n== {variant.name} (load average {os.getloadavg()[0]:.2f})")
         print(f"{'frame':10s} {'working':>14s} {'n':>2s}" + "".join(f"{c + ' ms':>12s}" for c in columns)
               + "".join(f"{r:>14s}" for r in ratios) + f"{'faces':>7s}" + f"{'missed':>7s}" * variant.facexlib
               + f"  boxes, ours vs {base}")
@@ -392,7 +393,7 @@ def floors(args, frame: np.ndarray) -> None:
     detector = load_detector(WEIGHTS, device)
     fns = {"ours": lambda: detect_faces(detector, images, threshold=args.threshold)}
     interleaved(fns, 1, device)  # warm-up
-    ours_seconds = statistics.median(interleaved(fns, args.repeats, device)[1]["ours"])
+    ours_seconds = min(interleaved(fns, args.repeats, device)[1]["ours"])
     arithmetic, memory = flops / matmul, traffic / bandwidth
     print(f"\n== Floor: RetinaFace MobileNet-0.25 at full size {width}x{height} on {device}")
     print(f"network: {flops / 1e9:.1f} GFLOP (convolutions, 2 x MACs, every head; {stem_share:.0%} in the stem); "
@@ -403,7 +404,7 @@ def floors(args, frame: np.ndarray) -> None:
           f"({flops / conv_rate * 1e3:.1f} ms at the conv rate)")
     print(f"memory floor (whole-image pass) {traffic / 2**20:.0f} MiB / {bandwidth / 1e9:.1f} GB/s "
           f"= {memory * 1e3:.1f} ms")
-    print(f"ours (median of {args.repeats}) {ours_seconds * 1e3:.1f} ms = {ours_seconds / arithmetic:.1f}x the "
+    print(f"ours (best of {args.repeats}) {ours_seconds * 1e3:.1f} ms = {ours_seconds / arithmetic:.1f}x the "
           f"arithmetic floor, {ours_seconds / memory:.1f}x the memory floor; it runs at "
           f"{flops / ours_seconds / 1e9:.1f} GFLOPS")
 
@@ -473,7 +474,7 @@ def folder_share(args, frames: int = 4) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell after the warm-up (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell after the warm-up (the fastest counts)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[640, 1024, 0], help="working sizes (0 = full size)")
     parser.add_argument("--frames", nargs="+", default=list(FRAMES), choices=list(FRAMES))
     parser.add_argument("--variants", nargs="+", default=["mobilenet0.25", "resnet50", "yolov5n", "yolov5l"],

@@ -218,7 +218,7 @@ def main() -> None:
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     defaults = DetectSettings()
     size = "full size" if not defaults.working_size else f"short side {defaults.working_size} px"
-    print(f"detection: both at {size}, confidence {defaults.threshold}, eyes >= {defaults.min_eye_distance} px apart "
+    print(f"detection: both at {size}, confidence {defaults.threshold or 0.97}, eyes >= {defaults.min_eye_distance} px apart "
           "(ours: the default DetectSettings; the same work as GFPGANer's)")
     bf16 = args.device.startswith("cuda") or "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     outputs = Path(tempfile.mkdtemp(prefix="gfpgan_bench_"))

@@ -69,7 +69,8 @@ class DetectorFamily:
     name: str
     variant: Callable[[dict[str, torch.Tensor]], str | None]
     load: Callable[[dict[str, torch.Tensor], str, Path | None], FaceDetector]
-    default_threshold: float  # the confidence its reference code detects at
+    default_threshold: float  # this pack's default confidence (GFPGANer's for RetinaFace, upstream's for YOLOv5-face)
+    facelib_threshold: float  # the confidence facexlib's / CodeFormer's FaceRestoreHelper detects at (other packs)
     nms_threshold: float
     files: tuple[str, ...]  # the official file names
     licence: str

@@ -167,6 +167,7 @@ YOLOV5_FACE = DetectorFamily(
     variant=variant_from_keys,
     load=load_yolov5face,
     default_threshold=0.7,  # upstream's YoloDetector.detect_faces default
+    facelib_threshold=0.7,
     nms_threshold=0.5,
     files=("yolov5l-face.pth", "yolov5n-face.pth"),
     licence="GPL-3.0 code (deepcam-cn/yolov5-face); the weights of CodeFormer's release: NTU S-Lab License 1.0, "

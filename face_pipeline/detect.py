@@ -61,7 +61,7 @@ def detect_faces(
     detector: FaceDetector,
     images: torch.Tensor,
     *,
-    threshold: float = 0.97,
+    threshold: float | None = None,
     working_size: int | None = 0,
     nms_threshold: float | None = None,
 ) -> FaceBatch:
@@ -69,8 +69,9 @@ def detect_faces(
 
     Frames are shrunk so their short side is ``working_size`` (never enlarged;
     0/None = full size, as GFPGANer detects); boxes and landmarks come back in full-size pixels.
-    Faces are ordered by frame, then by descending score; ``affine`` is None. ``nms_threshold``
-    None is the detector family's own (RetinaFace 0.4, YOLOv5-face 0.5).
+    Faces are ordered by frame, then by descending score; ``affine`` is None. ``threshold`` None is the
+    family's default (RetinaFace 0.97, GFPGANer's; YOLOv5-face 0.7, upstream's); ``nms_threshold`` None
+    the family's own (RetinaFace 0.4, YOLOv5-face 0.5).
     Frames with a side under ``MIN_FRAME_SIDE`` pixels hold no findable face: none is reported.
     """
     _check_images(images)
@@ -93,7 +94,7 @@ def detect_faces(
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     net_h, net_w = x.shape[-2:]
-    found = detector.detect(x, threshold, nms_threshold)
+    found = detector.detect(x, detector.family.default_threshold if threshold is None else threshold, nms_threshold)
     to_full = torch.tensor([width / net_w, height / net_h], device=found.boxes.device)
     boxes = (found.boxes * to_full.repeat(2)).tolist()
     points = (found.landmarks * to_full).cpu()

@@ -39,10 +39,11 @@ from .restore import check_restore_options, restore_crops
 class DetectSettings:
     """How faces are found and chosen. Checked here, once, for the CLI, the Python API and the nodes alike.
 
-    The defaults are GFPGANer's detection: full resolution, confidence 0.97, eyes at least 5 px apart.
+    The defaults are GFPGANer's detection: full resolution, confidence 0.97 (with RetinaFace; YOLOv5-face's
+    default is its upstream code's 0.7), eyes at least 5 px apart.
     """
 
-    threshold: float = 0.97  # keep detections scoring above this, in [0, 1)
+    threshold: float | None = None  # keep detections scoring above this, in [0, 1); None: the detector's default
     selection: str = "all"  # all | largest | center | top_k
     top_k: int = 1
     min_face_size: int = 0
@@ -54,9 +55,10 @@ class DetectSettings:
     face_indices: str | tuple[int, ...] = ""  # positions in that order, e.g. "0", "0,2", "1-3"; "" = all
 
     def __post_init__(self) -> None:
-        check_number("detection threshold", self.threshold)
-        if not 0 <= self.threshold < 1:
-            raise FaceInputError(f"detection threshold must lie in [0, 1), got {self.threshold!r}")
+        if self.threshold is not None:
+            check_number("detection threshold", self.threshold)
+            if not 0 <= self.threshold < 1:
+                raise FaceInputError(f"detection threshold must lie in [0, 1), got {self.threshold!r}")
         for name in ("min_face_size", "max_face_size", "working_size"):
             check_number(name, getattr(self, name), whole=True)
         check_working_size(self.working_size)

@@ -382,13 +382,13 @@ def test_every_option_has_help_defaults_and_every_command_a_description(capsys):
     with pytest.raises(SystemExit):
         main(["restore", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 0.97)" in text and "(default: fixed)" in text and "--seed SEED with --noise seeded" in text
+    assert "(default: 1.0)" in text and "(default: fixed)" in text and "--seed SEED with --noise seeded" in text
     assert "restore the faces in images, videos or folders of them" in commands["restore"].description.lower() or \
         "video files" in commands["restore"].description
     assert "--detector DETECTOR face detector weights, the family told from the file: RetinaFace " \
         "(detection_Resnet50_Final.pth, detection_mobilenet0.25_Final.pth) or YOLOv5-face (yolov5l-face.pth, " \
         "yolov5n-face.pth); required unless --aligned" in text
-    assert "YOLOv5-face's upstream code detects at 0.7 (default: 0.97)" in text
+    assert "(default: the detector's: 0.97 for RetinaFace, GFPGANer's; 0.7 for YOLOv5-face, its upstream code's)" in text
     with pytest.raises(SystemExit):
         main(["--version"])
     assert re.fullmatch(r"comfyui-gfpgan \d+\.\d+\.\d+\S*", capsys.readouterr().out.strip())

@@ -179,3 +179,25 @@ def test_yolo_file_drives_the_whole_pipeline(yolo_files):
     faces_per_frame = {face.image_index for face in result.faces.faces}
     for frame in range(len(images)):
         assert (changed[frame] > 0.1) == (frame in faces_per_frame)
+
+
+def test_each_family_detects_at_its_own_default_confidence(yolo_files, retinaface_weights, monkeypatch):
+    """No threshold given (the CLI's and the Python API's default): RetinaFace at GFPGANer's 0.97,
+    YOLOv5-face at its upstream code's 0.7, whose scores run lower."""
+    from comfyui_gfpgan.face_pipeline import DetectSettings, find_faces
+    from comfyui_gfpgan.face_pipeline.detect import detect_faces
+
+    def rows(faces):
+        return [(f.image_index, f.box, f.score) for f in faces.faces]
+
+    yolo, images = load_detector(yolo_files["n"]), signal_images()
+    assert rows(detect_faces(yolo, images)) == rows(detect_faces(yolo, images, threshold=0.7))
+    assert len(detect_faces(yolo, images)) > len(detect_faces(yolo, images, threshold=0.97))
+    assert DetectSettings().threshold is None
+    found = find_faces(images, yolo, DetectSettings(min_eye_distance=0))[0]
+    assert rows(found) == rows(find_faces(images, yolo, DetectSettings(threshold=0.7, min_eye_distance=0))[0])
+    retinaface, asked = load_detector(retinaface_weights), []
+    detect = retinaface.detect
+    monkeypatch.setattr(retinaface, "detect", lambda x, threshold, *a: asked.append(threshold) or detect(x, threshold, *a))
+    find_faces(torch.rand(1, 3, 64, 64), retinaface, DetectSettings())
+    assert asked == [0.97]

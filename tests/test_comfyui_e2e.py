@@ -556,3 +556,33 @@ def test_peer_ui_workflows_load_and_run_in_the_frontend(comfyui, name):
     assert report["run"]["status"] == "success", report["run"]
     assert len(report["run"]["images"]) == 1 and report["run"]["images"][0].startswith(f"peer_ui/{name}")
     assert (comfyui["outputs"] / report["run"]["images"][0]).is_file()
+
+
+def test_yolov5face_detector_file_drives_the_restore(comfyui, yolov5n_face_file, official_weight_files):
+    """A YOLOv5-face file (seeded, official layout) in `facedetection`, picked in the detector loader: the
+    faces it finds in-process are the ones restored, and only there does the image change."""
+    import cv2
+
+    from comfyui_gfpgan.face_pipeline import DetectSettings, find_faces
+    from comfyui_gfpgan.face_pipeline.detect import load_detector
+    from yolov5face_reference import signal_images
+
+    shutil.copy(yolov5n_face_file, comfyui["models"] / "facexlib" / "yolov5n-face.pth")
+    frame = (signal_images()[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(comfyui["outputs"].parent / "input" / "signal.png"), frame[:, :, ::-1])
+    workflow = _load("gfpgan_restore_simple")
+    workflow["1"]["inputs"]["image"] = "signal.png"
+    workflow["3"]["inputs"]["detector_name"] = "yolov5n-face.pth"
+    workflow["4"]["inputs"].update(threshold=0.9, selection="top_k", top_k=2, min_eye_distance=0)
+    result = cv2.imread(str(_saved_images(comfyui, _run(comfyui, workflow))[0]))[:, :, ::-1].astype(int)
+    image = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    faces = find_faces(image, load_detector(yolov5n_face_file),
+                       DetectSettings(threshold=0.9, selection="top_k", top_k=2, min_eye_distance=0))[0]
+    assert len(faces.faces) == 2
+    changed = np.abs(result - frame.astype(int)).max(axis=2) > 8
+    inside = np.zeros_like(changed)
+    for face in faces.faces:  # the aligned crop covers about twice the box around its centre
+        x1, y1, x2, y2 = face.box
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
+        inside[max(0, int(cy - 1.5 * half)):int(cy + 1.5 * half), max(0, int(cx - 1.5 * half)):int(cx + 1.5 * half)] = True
+    assert changed.any() and not (changed & ~inside).any()

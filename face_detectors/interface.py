@@ -76,6 +76,17 @@ class DetectorFamily:
     licence: str
 
 
+def load_strictly(network: nn.Module, state_dict: dict[str, torch.Tensor], path: Path | None, what: str) -> nn.Module:
+    """``network`` with ``state_dict`` loaded strictly; FaceModelError naming ``what`` when the tensors do not fit."""
+    from ..model_files import state_dict_mismatch
+
+    mismatch = state_dict_mismatch(network, state_dict)
+    if mismatch:
+        raise FaceModelError(f"{path}: {what} weights that do not fit the network: {mismatch}")
+    network.load_state_dict(state_dict, strict=True)
+    return network
+
+
 def nms_per_image(boxes: torch.Tensor, scores: torch.Tensor, image_index: torch.Tensor, iou: float) -> torch.Tensor:
     """Indices NMS keeps within each image, ordered by image, then by descending score."""
     from torchvision.ops import batched_nms

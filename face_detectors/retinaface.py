@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .inference import fold_batch_norms, receptive_radius, run_in_strips
-from .interface import Detections, DetectorFamily, FaceDetector, FaceModelError, nms_per_image
+from .interface import Detections, DetectorFamily, FaceDetector, load_strictly, nms_per_image
 from .retinaface_net import RetinaFaceNet
 
 # BGR channel means the RetinaFace weights were trained with, on 0..255 pixels.
@@ -143,13 +143,7 @@ def _head_at(conv: torch.nn.Conv2d, cells: torch.Tensor, anchor: torch.Tensor, p
 
 def load_retinaface(state_dict: dict[str, torch.Tensor], backbone: str, path: Path | None) -> RetinaFaceDetector:
     """A RetinaFace of ``backbone`` with ``state_dict`` loaded strictly."""
-    from ..model_files import state_dict_mismatch
-
-    network = RetinaFaceNet(backbone)
-    mismatch = state_dict_mismatch(network, state_dict)
-    if mismatch:
-        raise FaceModelError(f"{path}: RetinaFace {backbone} weights that do not fit the network: {mismatch}")
-    network.load_state_dict(state_dict, strict=True)
+    network = load_strictly(RetinaFaceNet(backbone), state_dict, path, f"RetinaFace {backbone}")
     return RetinaFaceDetector(network, backbone, path)
 
 

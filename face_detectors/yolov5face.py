@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .inference import fold_batch_norms
-from .interface import Detections, DetectorFamily, FaceDetector, FaceModelError, nms_per_image
+from .interface import Detections, DetectorFamily, FaceDetector, FaceModelError, load_strictly, nms_per_image
 from .yolov5face_net import OUTPUTS_PER_ANCHOR, TOPOLOGIES, YoloV5FaceNet
 
 _PAD_GREY = 114 / 255
@@ -149,17 +149,11 @@ class YoloFaceDetector(FaceDetector):
 
 def load_yolov5face(state_dict: dict[str, torch.Tensor], variant: str, path: Path | None) -> YoloFaceDetector:
     """A YOLOv5-face with its config read from ``state_dict``'s keys and shapes, loaded strictly."""
-    from ..model_files import state_dict_mismatch
-
     try:
         network = YoloV5FaceNet(*config_from_keys(state_dict))
     except (KeyError, IndexError, StopIteration, RuntimeError, ValueError) as error:
         raise FaceModelError(f"{path}: a YOLOv5-face file with missing or odd tensors ({error})") from None
-    mismatch = state_dict_mismatch(network, state_dict)
-    if mismatch:
-        raise FaceModelError(f"{path}: YOLOv5-face {variant} weights that do not fit the network: {mismatch}")
-    network.load_state_dict(state_dict, strict=True)
-    return YoloFaceDetector(network, variant, path)
+    return YoloFaceDetector(load_strictly(network, state_dict, path, f"YOLOv5-face {variant}"), variant, path)
 
 
 YOLOV5_FACE = DetectorFamily(

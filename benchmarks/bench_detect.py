@@ -18,10 +18,10 @@ Prints three parts, every figure measured in this run:
    - facexlib: ``RetinaFace.detect_faces`` (MobileNet-0.25, CPU only), given the frame resized as ours is.
    The variants are timed interleaved (A B C A B C ...), so the drift of a shared VM hits each alike; the
    ratios are of those times, from the same run. Each row also checks that ours and today's boxes are the
-   same (within 1e-2 px) and, for MobileNet-0.25, counts the faces GFPGANer finds (facexlib at full size,
-   eyes >= 5 px apart) that the working size misses. A cell expected (from the variant's previous cell) to
-   take over --max-run seconds a run is skipped, and said so; one whose rounds would take over
-   --cell-budget seconds gets fewer (n).
+   same (within 1e-2 px on the real weights; on seeded ones the difference is only reported) and, for
+   MobileNet-0.25, counts the faces GFPGANer finds (facexlib at full size, eyes >= 5 px apart) that the
+   working size misses. A cell expected (from the variant's previous cell) to take over --max-run seconds
+   a run is skipped, and said so; one whose rounds would take over --cell-budget seconds gets fewer (n).
 2. A floor for full-size 3840x2160 MobileNet-0.25 here: its convolutions' FLOPs (2 x MACs, hooked) over the
    peak fp32 rate (a big matmul and a 64->64 3x3 convolution, best of 5), and the bytes a whole-image pass
    moves through its stem (each activation written and read once) over the copy bandwidth; ours against both.
@@ -153,15 +153,17 @@ def interleaved(fns: dict[str, Callable], repeats: int, device: str) -> tuple[di
     return outputs, times
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a key of the box checks
 class Variant:
-    """A detector to time: ours (the default load), its baseline ("today"), and whether facexlib runs it."""
+    """A detector to time: ours (the default load), its baseline ("today"), whether facexlib runs it, and
+    whether its weights are the real ones (then ours must give today's boxes to ``BOX_TOLERANCE``)."""
 
     name: str
     ours: object  # FaceDetector
     today: Callable[[torch.Tensor, int], torch.Tensor]  # (images, working size) -> full-size boxes
     today_label: str
     facexlib: bool = False
+    real: bool = False
 
 
 def retinaface_today(network, threshold: float) -> Callable:
@@ -198,7 +200,8 @@ def make_variants(args, folder: Path, calibration: list[torch.Tensor]) -> list[V
             today = retinaface_today(plain, threshold)
             label = "real weights" if name == "mobilenet0.25" else "seeded"
             variants.append(Variant(f"RetinaFace {name} ({label})", load_detector(path, args.device), today, "today",
-                                    facexlib=name == "mobilenet0.25" and args.device == "cpu"))
+                                    facexlib=name == "mobilenet0.25" and args.device == "cpu",
+                                    real=name == "mobilenet0.25"))
         else:
             size = name.removeprefix("yolov5")
             path = yolov5face_file(size, folder / f"yolov5{size}-face.pth", calibration, threshold)
@@ -272,7 +275,7 @@ def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.n
         print("facexlib's detect_faces: not timed (its RetinaFace runs on the CPU only here)")
     print("\nms: the fastest of n interleaved rounds after a warm-up; faces: ours' after GFPGANer's eye filter (5 px); "
           "missed: GFPGANer's\nfaces (facexlib at full size) that ours does not find at this working size (IoU < 0.5)")
-    gaps: dict[str, list[float]] = {}  # per baseline: the box differences of each row
+    gaps: dict[Variant, list[float]] = {}  # the box differences of each row
     for variant in variants:
         if isinstance(variant, str):
             print(f"\n{variant}")
@@ -302,24 +305,24 @@ def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.n
                 rate = max(seconds.values()) / megapixels  # the latest (largest) cell's: small ones overstate it
                 (faces, boxes), theirs = outputs["ours"], outputs[base]
                 gap = box_gap(boxes, theirs)
-                gaps.setdefault(base, []).append(gap)
+                gaps.setdefault(variant, []).append(gap)
                 kept = select_faces(faces, min_eye_distance=GFPGANER_MIN_EYE_DISTANCE).faces
                 row = (f"{lead} {repeats:2d}" + "".join(f"{seconds[c] * 1e3:12.1f}" for c in columns)
                        + "".join(f"{seconds['ours'] / seconds[c]:13.2f}x" for c in columns[1:]) + f"{len(kept):7d}")
                 if variant.facexlib:
                     row += f"{sum(max((iou(r, f.box) for f in kept), default=0) < 0.5 for r in reference):7d}"
                 count = f"{len(boxes)}" + (f" vs {len(theirs)}" if len(boxes) != len(theirs) else "")
-                verdict = "" if base != "today" else " ok" if gap <= BOX_TOLERANCE else " DIFFER"
+                verdict = "" if not variant.real else " ok" if gap <= BOX_TOLERANCE else " DIFFER"
                 print(f"{row}  {count} boxes, max {gap:.1e} px{verdict}", flush=True)
-    if "today" in gaps:  # today's code must find the same boxes; YOLOv5-face's fast path is only reported
-        worst, rows = max(gaps["today"]), len(gaps["today"])
-        print(f"\nboxes, ours vs today's code (RetinaFace): {'PASS' if worst <= BOX_TOLERANCE else 'FAIL'}, "
-              f"{sum(g <= BOX_TOLERANCE for g in gaps['today'])}/{rows} rows within {BOX_TOLERANCE:g} px "
-              f"(largest difference {worst:.1e} px)")
-    if "plain" in gaps:
-        print(f"boxes, YOLOv5-face fast vs plain: largest difference {max(gaps['plain']):.2g} px, the same count in "
-              f"{sum(g < math.inf for g in gaps['plain'])}/{len(gaps['plain'])} rows (seeded heads amplify the fold's "
-              "rounding;\ntests/test_yolov5face.py holds the raw outputs to 1e-3 of their range)")
+    print("\nboxes, ours vs today (YOLOv5-face: vs plain), the largest difference in full-size px:")
+    for variant, found in gaps.items():
+        held = (f"{'PASS' if max(found) <= BOX_TOLERANCE else 'FAIL'}, within {BOX_TOLERANCE:g} px" if variant.real
+                else "seeded weights, not held to it")
+        print(f"  {variant.name}: {max(found):.2g} px ({held}); "
+              f"as many boxes in {sum(g < math.inf for g in found)}/{len(found)} rows")
+    if any(not v.real for v in gaps):
+        print("  (random weights carry the fold's rounding further; YOLOv5-face's seeded heads saturate on photos, "
+              "boxes up to\n  the frame's size; tests/test_yolov5face.py holds its raw outputs to 1e-3 of their range)")
 
 
 def best_seconds(fn: Callable, device: str, runs: int = 5) -> float:
@@ -474,7 +477,8 @@ def folder_share(args, frames: int = 4) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell after the warm-up (the fastest counts)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per cell after the warm-up (the fastest counts)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[640, 1024, 0], help="working sizes (0 = full size)")
     parser.add_argument("--frames", nargs="+", default=list(FRAMES), choices=list(FRAMES))
     parser.add_argument("--variants", nargs="+", default=["mobilenet0.25", "resnet50", "yolov5n", "yolov5l"],
@@ -507,8 +511,8 @@ def main() -> None:
         variants = make_variants(args, Path(folder), calibration)
         if set(args.variants) - {"mobilenet0.25"}:
             print(f"seeded files made ({time.perf_counter() - started:.0f} s), calibrated to at most {CANDIDATES} "
-                  "anchors above the threshold on the 512 frame and the 4K one at 640, as a trained detector's faces give "
-                  "(seeded_detectors.py)")
+                  "anchors above the threshold on the 512 frame and the 4K one at 640, as a trained detector's "
+                  "faces give (seeded_detectors.py)")
         detection_tables(args, variants, frames)
     if not args.no_floor:
         floors(args, four_k)

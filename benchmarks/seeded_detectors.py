@@ -4,9 +4,9 @@ RetinaFace ResNet-50 is ``RetinaFaceNet("resnet50")`` as initialised, its BatchN
 the calibration images (as training leaves them: without, activations grow through the 50 layers until the
 boxes overflow); YOLOv5-face n and l are tests/yolov5face_reference.py's seeded files. Random weights put
 tens of thousands of anchors above a 0.97 threshold on a photo, where a trained detector puts a few dozen,
-and the time would then be NMS's, not the network's. So each file's face score is shifted by one constant
-(in the class heads' bias) until at most ``CANDIDATES`` anchors pass on each calibration image. Neither
-changes the amount of arithmetic the network does.
+and the time would then be NMS's, not the network's (ResNet-50, its statistics measured, puts none). So each
+file's face score is shifted by one constant (in the class heads' bias) until at most ``CANDIDATES`` anchors
+pass on each calibration image, that many on one. Neither changes the amount of arithmetic the network does.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ CANDIDATES = 40  # anchors above the threshold on the calibration image, as a tr
 
 
 def _shift_for(count_above, target: int) -> float:
-    """The smallest shift down (>= 0) of the score logits at which ``count_above(shift)`` is at most ``target``."""
-    if count_above(0.0) <= target:
-        return 0.0
-    low, high = 0.0, 1.0
+    """The smallest shift of the score logits (subtracted: > 0 lowers the scores) at which
+    ``count_above(shift)`` is at most ``target``."""
+    low, high = -1.0, 1.0
     while count_above(high) > target:  # seeded heads can reach logits in the thousands on photos
         low, high = high, high * 2
+    while count_above(low) <= target and low > -1e6:  # or too few anchors pass: raise the scores
+        low, high = low * 2, low
     for _ in range(40):
         middle = (low + high) / 2
         low, high = (middle, high) if count_above(middle) > target else (low, middle)

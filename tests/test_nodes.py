@@ -287,9 +287,13 @@ def test_new_detection_widgets_come_last_with_the_settings_defaults(nodes):
 
     from node_info import WIDGET_TYPES
 
+    from comfyui_gfpgan.face_detectors.retinaface import RETINAFACE
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
 
     defaults = {f.name: f.default for f in fields(DetectSettings)}
+    # None = the detector's own; a widget needs a number: GFPGANer's, RetinaFace's default
+    assert defaults["threshold"] is None
+    defaults["threshold"] = RETINAFACE.default_threshold
     by_widget = {"landmark_smoothing": "smoothing"}
     for node in (nodes.DetectFaces, nodes.GFPGANFaceRestore):
         inputs = node_inputs(node)

@@ -210,8 +210,11 @@ def test_working_sizes_too_small_to_find_a_face_in_are_refused(astronaut_rgb, de
 
 
 def test_detect_settings_defaults_are_gfpganers():
-    settings = DetectSettings()
-    assert (settings.threshold, settings.working_size, settings.min_eye_distance) == (0.97, 0, 5)
+    from comfyui_gfpgan.face_detectors.retinaface import RETINAFACE
+
+    settings = DetectSettings()  # threshold None: the detector's default, GFPGANer's 0.97 for RetinaFace
+    assert (settings.threshold, RETINAFACE.default_threshold) == (None, 0.97)
+    assert (settings.working_size, settings.min_eye_distance) == (0, 5)
     assert settings.face_indices == () and settings.order == "score" and settings.selection == "all"
     assert DetectSettings(face_indices="3, 0-1").face_indices == (0, 1, 3)  # parsed once, here
     assert DetectSettings(min_face_size=100, max_face_size=100, threshold=0).max_face_size == 100  # edges are fine

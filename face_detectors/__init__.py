@@ -5,12 +5,20 @@
 """
 
 from .interface import Detections, DetectorFamily, FaceDetector, FaceModelError
-from .registry import DETECTOR_FAMILIES, DETECTOR_FILES, detector_family, load_detector, read_weights
+from .registry import (
+    DETECTOR_FAMILIES,
+    DETECTOR_FILES,
+    describe_detector,
+    detector_family,
+    load_detector,
+    read_weights,
+)
 
 __all__ = [
     "DETECTOR_FAMILIES",
     "DETECTOR_FILES",
     "Detections",
+    "describe_detector",
     "DetectorFamily",
     "FaceDetector",
     "FaceModelError",

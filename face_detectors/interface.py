@@ -52,10 +52,14 @@ class FaceDetector(ABC):
     def name(self) -> str:
         return f"{self.family.name} {self.variant}"
 
-    @abstractmethod
     def detect(self, images: torch.Tensor, threshold: float, nms_threshold: float | None = None) -> Detections:
         """Faces scoring above ``threshold`` in ``images`` (already on ``device``), after NMS at
         ``nms_threshold`` IoU (None: the family's own)."""
+        return self._detect(images, threshold, self.family.nms_threshold if nms_threshold is None else nms_threshold)
+
+    @abstractmethod
+    def _detect(self, images: torch.Tensor, threshold: float, nms_threshold: float) -> Detections:
+        """``detect`` for this family, with the NMS threshold settled."""
 
 
 @dataclass(frozen=True)

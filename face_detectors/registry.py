@@ -1,4 +1,4 @@
-"""Which family a detector file belongs to (from its keys), and loading it as a ``FaceDetector``."""
+"""Which family a detector file belongs to (from its keys), loading it as a ``FaceDetector``, and describing it."""
 
 from __future__ import annotations
 
@@ -48,3 +48,41 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> FaceD
     detector = family.load(state_dict, variant, path)
     detector.network.to(device)
     return detector
+
+
+def describe_detector(path: Path) -> str | None:
+    """``inspect``'s lines for a face detector file (family, variant, licence, official release); None for a file
+    that holds no detector. Its network is built, so a damaged file is one line here, as when it is loaded."""
+    from ..model_files import file_sha256
+    from ..releases import find_release
+
+    try:
+        state_dict = read_weights(path)
+    except FaceModelError:
+        return None
+    found = detector_family(state_dict)
+    if found is None:
+        return None
+    family, variant = found
+    family.load(state_dict, variant, path)
+    sha256 = file_sha256(path)
+    release = find_release(sha256=sha256)
+    if release is not None:
+        known = f"official {release.file_name} (sha256 matches)"
+    else:  # most detector files have no pinned hash: an official name holding that variant is said as such
+        release = find_release(file_name=path.name)
+        if release is not None and (release.arch, release.version, release.sha256) == (family.name, variant, None):
+            known = f"named as the official {release.file_name} (no known sha256 to verify it by)"
+        else:
+            release, known = None, "not a known official release"
+    params = sum(t.numel() for t in state_dict.values())
+    rows = [
+        ("file", str(path)),
+        ("family", f"{family.name} face detector"),
+        ("variant", variant),
+        ("licence", release.licence if release else family.licence),
+        ("release", known),
+        ("tensors", f"{len(state_dict)} ({params / 1e6:.1f} M values)"),
+        ("sha256", sha256),
+    ]
+    return "\n".join(f"{label + ':':<14}{text}" for label, text in rows)

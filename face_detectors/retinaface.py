@@ -93,19 +93,14 @@ class RetinaFaceDetector(FaceDetector):
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         if not self.optimised:
             return self.network.features(to_network_input(images))
-        stem = self.network.stem()
-
         def run_stem(strip: torch.Tensor) -> torch.Tensor:
-            x = _centred_rgb(strip)
-            for layer in stem:
-                x = layer(x)
-            return x
+            return self.network.run_stem(_centred_rgb(strip))
 
         if images.device.type == "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
             return self.network.features(None, run_in_strips(run_stem, images, _STEPS[0], self._stem_radius))
         return self.network.features(None, run_stem(images))
 
-    def detect(self, images: torch.Tensor, threshold: float, nms_threshold: float | None = None) -> Detections:
+    def _detect(self, images: torch.Tensor, threshold: float, nms_threshold: float) -> Detections:
         net_h, net_w = images.shape[-2:]
         # The class head runs everywhere; the box and landmark heads (1x1 convolutions) only at the anchors
         # above the threshold, as matrix products on those cells' features.
@@ -130,7 +125,7 @@ class RetinaFaceDetector(FaceDetector):
         # normalised -> the pixels of the image the network saw, where facexlib runs its NMS
         scale = torch.tensor([net_w, net_h], device=loc.device, dtype=torch.float32)
         boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], dim=1) * scale.repeat(2)
-        keep = nms_per_image(boxes, scores, frame, RETINAFACE.nms_threshold if nms_threshold is None else nms_threshold)
+        keep = nms_per_image(boxes, scores, frame, nms_threshold)
         return Detections(frame[keep], boxes[keep], scores[keep], points[keep] * scale)
 
 

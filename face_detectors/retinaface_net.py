@@ -79,13 +79,17 @@ class RetinaFaceNet(nn.Module):
         names = [name for name, _ in self.body.named_children()]
         return 1 + min(names.index(name) for name in self.body.return_layers)
 
+    def run_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``stem()`` applied to ``x``."""
+        for layer in self.stem():
+            x = layer(x)
+        return x
+
     def features(self, x: torch.Tensor | None, stem_output: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The three SSH feature maps (strides 8, 16, 32) for network-normalised ``x``; ``stem_output``,
         when given, is ``x`` already through ``stem()`` (the caller ran it in strips)."""
         if stem_output is None:
-            stem_output = x
-            for layer in self.stem():
-                stem_output = layer(stem_output)
+            stem_output = self.run_stem(x)
         x, outputs = stem_output, [stem_output]
         for name, layer in list(self.body.named_children())[self._stem_length :]:
             x = layer(x)

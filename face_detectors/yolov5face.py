@@ -50,14 +50,18 @@ def variant_from_keys(state_dict: dict[str, torch.Tensor]) -> str | None:
     return _SIZE_NAMES.get(stem, f"csp-{stem}")
 
 
+# The weight whose output channels are a block's width.
+_WIDTH_KEYS = {"stem": "stem_1.conv.weight", "conv1": "conv.weight", "conv3s2": "conv.weight", "c3": "cv3.conv.weight",
+               "c3_plain": "cv3.conv.weight", "spp": "cv2.conv.weight"}
+
+
 def _width(state_dict: dict[str, torch.Tensor], index: int, kind: str) -> int:
-    p = f"model.{index}."
-    key = {"stem": "stem_1.conv.weight", "conv1": "conv.weight", "conv3s2": "conv.weight", "c3": "cv3.conv.weight",
-           "c3_plain": "cv3.conv.weight", "spp": "cv2.conv.weight", "shuffle2": None, "shuffle1": None}.get(kind, "")
-    if key is None:  # a ShuffleV2 unit's output is its two branches (or the kept half and one branch)
-        branch = next(k for k in state_dict if re.fullmatch(rf"{re.escape(p)}(\d+\.)?branch2\.0\.weight", k))
+    """Layer ``index``'s output channels (0 for layers without weights: upsampling, concatenation)."""
+    prefix = f"model.{index}."
+    if kind.startswith("shuffle"):  # a ShuffleV2 unit's output is its two branches (or the kept half and one branch)
+        branch = next(k for k in state_dict if re.fullmatch(rf"{re.escape(prefix)}(\d+\.)?branch2\.0\.weight", k))
         return 2 * state_dict[branch].shape[0]
-    return state_dict[p + key].shape[0] if key else 0
+    return state_dict[prefix + _WIDTH_KEYS[kind]].shape[0] if kind in _WIDTH_KEYS else 0
 
 
 def config_from_keys(state_dict: dict[str, torch.Tensor]) -> tuple[str, list[int], list[int], list[bool], torch.Tensor]:
@@ -121,7 +125,7 @@ class YoloFaceDetector(FaceDetector):
         anchors = self.network.model[-1].anchors.shape[1]
         return [m.float().view(m.shape[0], anchors, OUTPUTS_PER_ANCHOR, *m.shape[2:]).permute(0, 1, 3, 4, 2) for m in maps]
 
-    def detect(self, images: torch.Tensor, threshold: float, nms_threshold: float | None = None) -> Detections:
+    def _detect(self, images: torch.Tensor, threshold: float, nms_threshold: float) -> Detections:
         height, width = images.shape[-2:]
         boxed, gain, (pad_x, pad_y) = letterbox(images.to(next(self.network.parameters()).dtype))
         anchor_grid = self.network.model[-1].anchor_grid.float()  # [levels, 1, anchors, 1, 1, 2] pixels
@@ -137,7 +141,7 @@ class YoloFaceDetector(FaceDetector):
             points = cells[:, 5:15].view(-1, 5, 2) * size[:, None] + cell[:, None] * stride
             found.append((frame, torch.cat([center - wh / 2, center + wh / 2], dim=1), score[frame, anchor, row, col], points))
         frame, boxes, scores, points = (torch.cat(parts) for parts in zip(*found))
-        keep = nms_per_image(boxes, scores, frame, YOLOV5_FACE.nms_threshold if nms_threshold is None else nms_threshold)
+        keep = nms_per_image(boxes, scores, frame, nms_threshold)
         frame, boxes, scores, points = frame[keep], boxes[keep], scores[keep], points[keep]
         offset = torch.tensor([pad_x, pad_y], device=boxes.device)
         limit = torch.tensor([width, height], device=boxes.device, dtype=boxes.dtype)

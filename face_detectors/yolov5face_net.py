@@ -125,19 +125,16 @@ class ShuffleV2Block(nn.Module):
 
 
 class Detect(nn.Module):
-    """The per-level 1x1 output convs; ``anchors`` (grid units) and ``anchor_grid`` (pixels) as upstream stores them."""
+    """The per-level 1x1 output convs; ``anchors`` (grid units of each level) and ``anchor_grid`` (pixels) as
+    upstream stores them."""
 
-    def __init__(self, channels: list[int], anchors: torch.Tensor):
+    def __init__(self, channels: list[int], anchors: torch.Tensor, strides: tuple[int, ...]):
         super().__init__()
         levels, per_level = anchors.shape[:2]
+        pixels = anchors * torch.tensor(strides, dtype=anchors.dtype).view(-1, 1, 1)
         self.register_buffer("anchors", anchors.clone())
-        self.register_buffer("anchor_grid", anchors.clone().view(levels, 1, per_level, 1, 1, 2))
+        self.register_buffer("anchor_grid", pixels.view(levels, 1, per_level, 1, 1, 2))
         self.m = nn.ModuleList(nn.Conv2d(c, OUTPUTS_PER_ANCHOR * per_level, 1) for c in channels)
-
-
-class _Upsample(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
 # Each topology as (input layers, block) rows, in upstream's layer order; -1 is the previous layer's output.
@@ -179,7 +176,7 @@ def _block(kind: str, c_in: int, c_out: int, depth: int, nested: bool) -> nn.Mod
     if kind == "shuffle1":  # upstream wraps repeated units in a Sequential (keys model.<i>.<j>.…), a single one not
         units = [ShuffleV2Block(c_out, c_out, 1) for _ in range(depth)]
         return nn.Sequential(*units) if nested else units[0]
-    return _Upsample() if kind == "up" else nn.Identity()  # "cat" is done in forward
+    return nn.Upsample(scale_factor=2.0, mode="nearest") if kind == "up" else nn.Identity()  # "cat": in forward
 
 
 class YoloV5FaceNet(nn.Module):
@@ -208,11 +205,7 @@ class YoloV5FaceNet(nn.Module):
             layers.append(_block(kind, c_in, width, depths[index], nested[index]))
             channels.append(width)
         head_inputs = HEAD_INPUTS[topology]
-        # anchor_grid holds pixels, anchors grid units (upstream divides by the stride once, at build time)
-        detect = Detect([channels[i] for i in head_inputs], anchors)
-        detect.anchor_grid.copy_(
-            (anchors * torch.tensor(self.strides, dtype=anchors.dtype).view(-1, 1, 1)).view_as(detect.anchor_grid))
-        self.model = nn.ModuleList([*layers, detect])
+        self.model = nn.ModuleList([*layers, Detect([channels[i] for i in head_inputs], anchors, self.strides)])
         self._rows = rows
         self._head_inputs = head_inputs
         self._kept = {s for sources, _ in rows for s in sources if s != -1} | set(head_inputs)

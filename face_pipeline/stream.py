@@ -143,10 +143,10 @@ def default_detect_batch(device: torch.device, workers: int) -> int:
     """Images per detector call: on CUDA as many as the ``workers`` load at once (not measured: faces there
     share network calls already, which round otherwise too). On the CPU one, so that files stay byte-identical
     to images restored alone: a shared call rounds otherwise (oneDNN's batched convolutions: features ~5e-6
-    apart; 256 px frames, 4e-5 of the 8-bit output values one level off) and saves little. RetinaFace
-    mobilenet0.25 on 2 cores, ms a frame alone -> 2 a call -> 4 a call: 256 px 6.2 -> 4.5 -> 3.5, 512 px
-    12.8 -> 10.6 -> 12.4, 2048 px 594 -> 715 -> 745 (the detector's cache-sized strips get shorter with each
-    frame), against seconds to restore a face."""
+    apart; 256 px frames, 4e-5 of the 8-bit output values one level off) and is no faster: RetinaFace
+    mobilenet0.25 on 2 cores, ms a frame alone -> 2 a call -> 4 a call: 1024 px 39-56 -> 55-60 -> 69-75,
+    2048 px 146-167 -> 172-186 -> 177-188 (2026-12-06, the stem's strips per frame), against seconds to
+    restore a face."""
     return workers if device.type == "cuda" else 1
 
 

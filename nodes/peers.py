@@ -124,7 +124,7 @@ def peer_detector(choice: str) -> PatchedModel:
 
 def peer_threshold(detector: PatchedModel) -> float:
     """The confidence facerestore_cf's and ReActor's facelib detect at: ``detect_faces``' default for the
-    detector's family (RetinaFace 0.8, YOLOv5-face 0.7), which is also that family's own default here."""
+    detector's family (RetinaFace 0.8, YOLOv5-face 0.7)."""
     return detector.info.family.facelib_threshold
 
 

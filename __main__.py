@@ -1,5 +1,5 @@
 """``python -m comfyui_gfpgan``: the command-line interface."""
 
-from .cli import main
+from .jobs.cli import main
 
 raise SystemExit(main())

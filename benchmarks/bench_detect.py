@@ -322,7 +322,7 @@ def detection_tables(args, variants: list[Variant | str], frames: dict[str, np.n
               f"as many boxes in {sum(g < math.inf for g in found)}/{len(found)} rows")
     if any(not v.real for v in gaps):
         print("  (random weights carry the fold's rounding further; YOLOv5-face's seeded heads saturate on photos, "
-              "boxes up to\n  the frame's size; tests/test_yolov5face.py holds its raw outputs to 1e-3 of their range)")
+              "boxes up to\n  the frame's size; tests/face_detectors/test_yolov5face.py holds its raw outputs to 1e-3 of their range)")
 
 
 def best_seconds(fn: Callable, device: str, runs: int = 5) -> float:
@@ -420,9 +420,9 @@ def folder_share(args, frames: int = 4) -> None:
     from factories import tile_photos
 
     import comfyui_gfpgan.face_pipeline.pipeline as pipeline
-    from comfyui_gfpgan import cli
+    from comfyui_gfpgan.jobs import cli
     from comfyui_gfpgan.face_detectors.interface import FaceDetector
-    from comfyui_gfpgan.folder_job import job_dtype
+    from comfyui_gfpgan.jobs.folder_job import job_dtype
     from comfyui_gfpgan.gfpgan_arch.testing import seeded_clean_network
 
     photos = [(cv2.imread(str(SHARED / "images" / file)), box) for file, box in PHOTOS]  # BGR, as written

@@ -82,7 +82,7 @@ def detected_faces(folder: Path, names: list[str]) -> list[int]:
 
     from comfyui_gfpgan.face_pipeline.detect import detect_faces, load_detector, select_faces
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
-    from comfyui_gfpgan.folder_job import read_image
+    from comfyui_gfpgan.jobs.folder_job import read_image
 
     detector, settings, counts = load_detector(WEIGHTS), DetectSettings(), []
     with torch.inference_mode():

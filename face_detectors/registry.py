@@ -54,7 +54,7 @@ def describe_detector(path: Path) -> str | None:
     """``inspect``'s lines for a face detector file (family, variant, licence, official release); None for a file
     that holds no detector. Its network is built, so a damaged file is one line here, as when it is loaded."""
     from ..model_files import file_sha256
-    from ..releases import find_release
+    from ..model_files.releases import find_release
 
     try:
         state_dict = read_weights(path)

@@ -11,8 +11,8 @@ from .interface import (
     compute_dtype,
 )
 from .convert import convert_to_safetensors, describe_file
+from .families import FAMILIES
 from .registry import (
-    FAMILIES,
     as_face_restorer,
     detect_family,
     identify_file,

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..model_files import ModelLoadError, file_sha256, load_state_dict
-from ..releases import find_release
+from ..model_files.releases import find_release
 from .onnx_graph import is_onnx_file
 from .registry import detect_family
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..model_files import ModelLoadError, file_sha256
+from .families import GFPGAN
 from .interface import FaceRestorer, ModelFamily, TorchFaceRestorer, check_dtype
 from .onnx_graph import GraphSpec, read_graph, values_from_onnx, values_from_session
 from .onnx_gfpgan import gfpgan_mapping, load_mapped_network
@@ -168,7 +169,6 @@ def _try_gfpgan(path: Path, session, graph: GraphSpec) -> TorchFaceRestorer | No
         log.warning("[GFPGAN] %s: its weights are named as %s's but the graph computes something else (max difference "
                     "%.3g on a probe face); it runs in onnxruntime", path, spec.name, difference)
         return None
-    from .registry import GFPGAN
 
     log.warning("[GFPGAN] %s: the ONNX weights map onto our %s (max difference %.1g from the graph): running it in "
                 "PyTorch, so fidelity, noise, bf16 and batching work", path, spec.name, difference)
@@ -241,7 +241,6 @@ def onnx_family(path: str | Path) -> ModelFamily:
         return ONNX_WEIGHTED_GRAPH
     if isinstance(_gfpgan_mapping(model, graph, str(path)), str):
         return ONNX_GRAPH
-    from .registry import GFPGAN
 
     return GFPGAN
 

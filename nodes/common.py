@@ -15,7 +15,7 @@ import folder_paths
 from comfy.model_patcher import ModelPatcher
 
 from ..face_pipeline.restore import default_chunk_size
-from ..releases import FACE_DETECTION, FACE_RESTORATION, hint_releases
+from ..model_files.releases import FACE_DETECTION, FACE_RESTORATION, hint_releases
 from .compat import free_memory, is_out_of_memory
 
 GFPGAN_FOLDER = "facerestore_models"  # shared with other face-restore packs

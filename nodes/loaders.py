@@ -14,7 +14,7 @@ from ..face_pipeline.detect import load_detector
 from ..face_pipeline.parse import load_parser
 from ..face_restorers import DTYPE_CHOICES, FaceRestorer, compute_dtype, load_face_restorer, restorer_from_state_dict
 from ..face_restorers.onnx_graph import is_onnx_file
-from ..releases import FACE_DETECTION, FACE_RESTORATION
+from ..model_files.releases import FACE_DETECTION, FACE_RESTORATION
 from .compat import schema_extras
 from .common import (
     CATEGORY,

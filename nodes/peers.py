@@ -28,9 +28,9 @@ from comfy_api.v0_0_2 import io
 from ..face_pipeline.parse import load_parser
 from ..face_pipeline.pipeline import DetectSettings, find_faces_in_frames
 from ..face_pipeline.detect import load_detector
-from ..face_restorers.registry import CODEFORMER
+from ..face_restorers.families import CODEFORMER
 from ..face_restorers.onnx_restorer import ONNX_WEIGHTED_GRAPH
-from ..releases import FACE_DETECTION, FACE_RESTORATION, find_release
+from ..model_files.releases import FACE_DETECTION, FACE_RESTORATION, find_release
 from .common import (
     CATEGORY,
     DETECTION_FOLDER,

@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from factories import seeded_clean_network
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from paths import REPO_ROOT, TESTS
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
@@ -128,7 +127,7 @@ def comfy_nodes(tmp_path_factory, official_weight_files, retinaface_weights):
     shutil.copy(retinaface_weights, models_dir / "facedetection" / "retinaface_mobilenet0.25.safetensors")
     os.environ["GFPGAN_TEST_MODELS_DIR"] = str(models_dir)
     if importlib.util.find_spec("comfy_api") is None:
-        sys.path.insert(0, str(Path(__file__).parent / "comfy_stub"))
+        sys.path.insert(0, str(TESTS / "comfy_stub"))
     elif not torch.cuda.is_available():  # the real ComfyUI (on PYTHONPATH) assumes CUDA unless told --cpu
         from comfy.cli_args import args
 

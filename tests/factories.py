@@ -1,11 +1,15 @@
 """Deterministic test objects shared by tests and benchmarks (pytest puts tests/ on sys.path)."""
 
+import struct
+import zlib
+from pathlib import Path
+
 import torch
 
 from comfyui_gfpgan.gfpgan_arch.testing import OFFICIAL_CLEAN_CONFIG, seeded_clean_network
 
 __all__ = ["IdentityRestorer", "assert_same_tensors", "OFFICIAL_CLEAN_CONFIG", "SeededNoiseRestorer", "WeightedStandIn",
-           "export_onnx", "seeded_clean_network"]
+           "export_onnx", "header_bomb", "seeded_clean_network", "zlib_bomb"]
 
 
 class IdentityRestorer(torch.nn.Module):
@@ -104,3 +108,26 @@ class SeededNoiseRestorer(IdentityRestorer):
         if noise is None:
             return x * 0.5
         return x * 0.5 + 0.3 * torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device) for g in noise])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def header_bomb(path: Path, side: int = 60000) -> Path:
+    """A PNG whose header says side x side RGB (10.8 GB for 60000) around a few bytes of data."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + _png_chunk(b"IEND", b""))
+    return path
+
+
+def zlib_bomb(path: Path, side: int = 12000) -> Path:
+    """A real, valid PNG of side x side gray zeros: 144 MP that compress to about 140 KB."""
+    packer, row, body = zlib.compressobj(9), b"\0" * (side + 1), []  # (each row: filter byte, then pixels)
+    body += [packer.compress(row * 500) for _ in range(side // 500)]
+    body.append(packer.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(body))
+                     + _png_chunk(b"IEND", b""))
+    return path

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-API_WORKFLOWS = Path(__file__).parent / "api_workflows"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from paths import REPO_ROOT, TESTS
+
+API_WORKFLOWS = TESTS / "api_workflows"
 
 pytestmark = pytest.mark.comfyui
 
@@ -363,7 +364,7 @@ def test_segs_work_with_impact_pack_nodes(comfyui, shared_dir):
 
 def _clip_contents(python: str, video: Path, into: Path) -> dict:
     """Frames (uint8 RGB), fps and audio of a video file, read by PyAV in ComfyUI's Python."""
-    subprocess.run([python, str(Path(__file__).parent / "video_clips.py"), "read", str(video), str(into)], check=True)
+    subprocess.run([python, str(TESTS / "video_clips.py"), "read", str(video), str(into)], check=True)
     with np.load(into) as data:
         return {key: data[key] for key in data.files}
 
@@ -374,7 +375,7 @@ def test_video_workflow_restores_the_faces_and_keeps_frames_fps_and_audio(comfyu
 
     python = os.environ["COMFYUI_PYTHON"]
     clip = comfyui["outputs"].parent / "input" / "portrait_clip.mp4"
-    subprocess.run([python, str(Path(__file__).parent / "video_clips.py"), "make",
+    subprocess.run([python, str(TESTS / "video_clips.py"), "make",
                     str(shared_dir / "images" / "astronaut.png"), str(clip)], check=True)
     files = _saved_images(comfyui, _run(comfyui, _load("gfpgan_restore_video")))
     assert len(files) == 1 and files[0].suffix == ".mp4"
@@ -419,7 +420,7 @@ def test_fidelity_widget_follows_the_models_family_in_the_frontend(comfyui):
     if not shutil.which("node") or not Path("/usr/bin/chromium").exists() or not any(
             (Path(p) / "playwright-core").is_dir() for p in node_path.split(os.pathsep) if p):
         pytest.skip("needs node, /usr/bin/chromium and playwright-core on NODE_PATH")
-    script = Path(__file__).parent / "browser" / "fidelity_defaults.mjs"
+    script = TESTS / "browser" / "fidelity_defaults.mjs"
     run = subprocess.run(["node", str(script), comfyui["url"], "GFPGANv1.4-seeded.pth", "codeformer-seeded.pth"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -437,7 +438,7 @@ def test_fidelity_widget_follows_the_models_family_in_the_frontend(comfyui):
     }
 
 
-PEER_WORKFLOWS = Path(__file__).parent / "peer_workflows"
+PEER_WORKFLOWS = TESTS / "peer_workflows"
 
 
 def _peer_prompt(name: str) -> dict:
@@ -524,7 +525,7 @@ def test_peer_ui_workflows_load_and_run_in_the_frontend(comfyui, name):
     twins = {"FaceRestoreModelLoader": "GFPGANPeerFaceRestoreModelLoader",
              "FaceRestoreCFWithModel": "GFPGANPeerFaceRestoreCFWithModel",
              "ReActorRestoreFace": "GFPGANPeerReActorRestoreFace"}
-    script = Path(__file__).parent / "browser" / "peer_workflows.mjs"
+    script = TESTS / "browser" / "peer_workflows.mjs"
     run = subprocess.run(["node", str(script), comfyui["url"], str(PEER_WORKFLOWS / f"{name}.json"),
                           "example.png=portrait.png", "GFPGANv1.4.pth=GFPGANv1.4-seeded.pth",
                           f"ComfyUI=peer_ui/{name}"],  # its own file name: not a cached SaveImage of another test

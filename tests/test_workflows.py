@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from node_info import WIDGET_TYPES, node_inputs
+from paths import REPO_ROOT, TESTS
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
-API_WORKFLOWS = Path(__file__).parent / "api_workflows"
+WORKFLOWS = sorted((REPO_ROOT / "workflows").glob("*.json"))
+API_WORKFLOWS = TESTS / "api_workflows"
 CORE_NODES = {
     "LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "UpscaleModelLoader", "ImageUpscaleWithModel",
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "ImageStitch",
@@ -91,7 +91,7 @@ def test_workflow_is_loadable(path, schemas):
 
 def test_workflow_models_are_the_official_files():
     """What a workflow's Missing Models dialog offers is the release table's URL and hash for that file."""
-    from comfyui_gfpgan.releases import find_release
+    from comfyui_gfpgan.model_files.releases import find_release
 
     for model in json.loads((API_WORKFLOWS / "models.json").read_text()):
         release = find_release(file_name=model["name"])

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from comfyui_gfpgan.cli import main
+from comfyui_gfpgan.jobs.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_device_is_checked_before_any_model_loads(tmp_path, monkeypatch, capsys,
 
 
 def test_fp16_is_no_dtype_choice(tmp_path, model, capsys):
-    from comfyui_gfpgan import cli
+    from comfyui_gfpgan.jobs import cli
     from comfyui_gfpgan.face_restorers import DTYPE_CHOICES
 
     assert cli.DTYPE_CHOICES == DTYPE_CHOICES  # the CLI offers exactly the choices compute_dtype takes
@@ -183,7 +183,7 @@ def test_aligned_crops_keep_their_size_grayness_and_alpha(tmp_path, model):
 def test_auto_dtype_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, expected):
     import torch
 
-    from comfyui_gfpgan.folder_job import job_dtype as _dtype
+    from comfyui_gfpgan.jobs.folder_job import job_dtype as _dtype
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
@@ -246,7 +246,7 @@ def test_inspect_names_detector_files(tmp_path, retinaface_weights, yolov5n_face
 
     import torch
 
-    from comfyui_gfpgan import releases
+    from comfyui_gfpgan.model_files import releases
     from comfyui_gfpgan.model_files import file_sha256
 
     assert main(["inspect", str(retinaface_weights)]) == 0
@@ -336,7 +336,7 @@ class _Served:
 def test_downloads_check_the_hash_and_warn_where_none_is_known(tmp_path, capsys, monkeypatch):
     import urllib.request
 
-    from comfyui_gfpgan.cli import build_parser
+    from comfyui_gfpgan.jobs.cli import build_parser
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, *args, **kwargs: _Served(b"served bytes"))
     assert main(["download", "detection_mobilenet0.25_Final.pth", "--dir", str(tmp_path)]) == 0
@@ -352,7 +352,7 @@ def test_downloads_check_the_hash_and_warn_where_none_is_known(tmp_path, capsys,
 
 
 def test_download_list_prints_the_table(capsys):
-    from comfyui_gfpgan.releases import KNOWN_RELEASES
+    from comfyui_gfpgan.model_files.releases import KNOWN_RELEASES
 
     assert main(["download", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -407,7 +407,7 @@ def test_download_fetches_yolov5_face_files_from_codeformers_release(tmp_path, c
 def test_download_falls_back_to_the_mirrors(tmp_path, capsys, monkeypatch):
     import urllib.request
 
-    from comfyui_gfpgan.releases import find_release
+    from comfyui_gfpgan.model_files.releases import find_release
 
     release = find_release(file_name="GPEN-BFR-512.pth")
     requested = []
@@ -454,7 +454,7 @@ def test_restore_download_flag_fetches_only_when_asked(tmp_path, shared_dir, ret
 def test_image_io_keeps_depth_alpha_gray_and_turns_jpegs_upright(tmp_path):
     from PIL import Image
 
-    from comfyui_gfpgan.folder_job import read_image as _read_image, write_image as _write_image
+    from comfyui_gfpgan.jobs.folder_job import read_image as _read_image, write_image as _write_image
 
     rng = np.random.default_rng(0)
     deep = rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16)
@@ -513,7 +513,7 @@ def test_user_errors_are_one_line(tmp_path, retinaface_weights, model, capsys):
 def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared_dir, retinaface_weights, model, capsys):
     from dataclasses import fields
 
-    from comfyui_gfpgan.cli import build_parser
+    from comfyui_gfpgan.jobs.cli import build_parser
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
 
     args = build_parser().parse_args(["restore", "x.png", "-o", "out", "--model", model])
@@ -619,7 +619,7 @@ def test_progress_and_summary_give_the_throughput_and_jobs_reach_the_stream(tmp_
 
 
 def test_an_interrupted_restore_resumes_where_it_stopped(tmp_path, retinaface_weights, model, capsys, monkeypatch):
-    from comfyui_gfpgan import cli
+    from comfyui_gfpgan.jobs import cli
 
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

@@ -6,11 +6,10 @@ import copy
 import json
 import struct
 import zlib
-from pathlib import Path
 
 import pytest
 
-from comfyui_gfpgan.cli import main
+from comfyui_gfpgan.jobs.cli import main
 from comfyui_gfpgan.nodes.peer_workflows import (
     BY_PEER_TYPE,
     WorkflowError,
@@ -18,8 +17,9 @@ from comfyui_gfpgan.nodes.peer_workflows import (
     migrate_png,
     migrate_workflow,
 )
+from paths import TESTS
 
-WORKFLOWS = Path(__file__).parent / "peer_workflows"
+WORKFLOWS = TESTS / "peer_workflows"
 
 
 def load(name: str) -> dict:

@@ -6,42 +6,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from comfyui_gfpgan.cli import main
-from comfyui_gfpgan.folder_job import UnreadableImage, read_image
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def header_bomb(path: Path, side: int = 60000) -> Path:
-    """A PNG whose header says side x side RGB (10.8 GB for 60000) around a few bytes of data."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + _png_chunk(b"IEND", b""))
-    return path
-
-
-def zlib_bomb(path: Path, side: int = 12000) -> Path:
-    """A real, valid PNG of side x side gray zeros: 144 MP that compress to about 140 KB."""
-    packer, row, body = zlib.compressobj(9), b"\0" * (side + 1), []  # (each row: filter byte, then pixels)
-    body += [packer.compress(row * 500) for _ in range(side // 500)]
-    body.append(packer.flush())
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(body))
-                     + _png_chunk(b"IEND", b""))
-    return path
+from comfyui_gfpgan.jobs.cli import main
+from comfyui_gfpgan.jobs.folder_job import UnreadableImage, read_image
+from factories import header_bomb, zlib_bomb
+from paths import REPO_ROOT
 
 
 def huge_jpeg(path: Path, side: int = 12000) -> Path:
@@ -60,7 +37,7 @@ def run_cli(args: list[str], preamble: str = "", timeout: int = 300) -> subproce
     code = textwrap.dedent(f"""
         import sys
         {preamble}
-        from comfyui_gfpgan.cli import main
+        from comfyui_gfpgan.jobs.cli import main
         sys.exit(main({args!r}))
     """)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
@@ -115,7 +92,7 @@ def test_decoding_past_the_memory_limit_is_a_memory_error_of_that_file(tmp_path)
     code = textwrap.dedent(f"""
         import resource
         from pathlib import Path
-        from comfyui_gfpgan.folder_job import read_image
+        from comfyui_gfpgan.jobs.folder_job import read_image
         read_image(Path({str(tmp_path / "small.jpg")!r}))  # every decoder loaded before the limit
         used = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
         resource.setrlimit(resource.RLIMIT_AS, (used + 100 * 2**20, resource.RLIM_INFINITY))
@@ -161,7 +138,7 @@ def test_restoring_a_folder_into_itself_replaces_no_photo_even_with_overwrite(tm
 
 def test_an_output_onto_another_input_or_through_the_api_is_refused(tmp_path, shared_dir, small_model,
                                                                    retinaface_weights, capsys):
-    from comfyui_gfpgan.folder_job import FolderJob, JobSpec
+    from comfyui_gfpgan.jobs.folder_job import FolderJob, JobSpec
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -207,7 +184,7 @@ def test_a_float_tiff_and_an_unreadable_file_say_why(tmp_path):
     locked = tmp_path / "locked.png"
     cv2.imwrite(str(locked), np.zeros((8, 8, 3), np.uint8))
     locked.chmod(0)
-    code = (f"from pathlib import Path\nfrom comfyui_gfpgan.folder_job import read_image\n"
+    code = (f"from pathlib import Path\nfrom comfyui_gfpgan.jobs.folder_job import read_image\n"
             f"try:\n    read_image(Path({str(locked)!r}))\nexcept Exception as error:\n    print(error)")
     command = [sys.executable, "-c", code]
     if os.geteuid() == 0:  # root reads any file: the read runs without the capabilities that let it
@@ -247,7 +224,7 @@ def test_a_restoring_error_in_a_video_is_its_own_message(tmp_path):
     from fractions import Fraction
 
     from comfyui_gfpgan.face_pipeline.errors import FaceInputError
-    from comfyui_gfpgan.video_file import restore_video
+    from comfyui_gfpgan.jobs.video_file import restore_video
 
     with av.open(str(tmp_path / "grey.mp4"), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=Fraction(12))
@@ -371,7 +348,7 @@ def test_control_characters_in_names_cannot_forge_lines(tmp_path, small_model, r
 def test_every_option_has_help_defaults_and_every_command_a_description(capsys):
     import argparse
 
-    from comfyui_gfpgan.cli import build_parser
+    from comfyui_gfpgan.jobs.cli import build_parser
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -395,10 +372,10 @@ def test_every_option_has_help_defaults_and_every_command_a_description(capsys):
 
 
 def test_install_hints_name_what_can_be_installed():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     assert 'pip install "comfyui-gfpgan[' not in readme and "pip install comfyui-gfpgan[" not in readme
-    from comfyui_gfpgan.ray_job import RAY_MISSING
-    from comfyui_gfpgan.video_file import AV_MISSING
+    from comfyui_gfpgan.jobs.ray_job import RAY_MISSING
+    from comfyui_gfpgan.jobs.video_file import AV_MISSING
 
     assert 'pip install -e ".[video]"' in AV_MISSING and 'pip install -e ".[ray]"' in RAY_MISSING
 

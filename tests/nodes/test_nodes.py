@@ -34,13 +34,13 @@ def test_every_schema_is_complete_and_sane(nodes):
                 assert options["min"] <= options["default"] <= options["max"], where
             if io_type == "COMBO" and "default" in options:
                 assert options["default"] in options["options"], where
-    assert len(ids) == 16  # ten of ours, six twins of other packs' nodes (test_nodes_peers.py)
+    assert len(ids) == 16  # ten of ours, six twins of other packs' nodes (test_peers.py)
 
 
 def test_dtype_choice_uses_comfyui_bf16_answer_and_the_shared_chooser(nodes, monkeypatch):
     import comfy.model_management as model_management
 
-    from comfyui_gfpgan.folder_job import job_dtype as cli_dtype
+    from comfyui_gfpgan.jobs.folder_job import job_dtype as cli_dtype
     from comfyui_gfpgan.gfpgan_arch import ModelLoadError
     from comfyui_gfpgan.nodes.loaders import _dtype
 
@@ -96,7 +96,7 @@ def test_missing_model_names_folder_and_url(nodes):
 
 
 def test_a_missing_detector_names_every_file_of_both_families(nodes):
-    from comfyui_gfpgan.releases import find_release
+    from comfyui_gfpgan.model_files.releases import find_release
 
     message = nodes.LoadFaceDetector.validate_inputs("detection_Resnet50_Final.pth")
     assert message.startswith("model file 'detection_Resnet50_Final.pth' not found. Put it in one of: ")

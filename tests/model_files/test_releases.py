@@ -2,7 +2,7 @@
 
 import re
 
-from comfyui_gfpgan.releases import (
+from comfyui_gfpgan.model_files.releases import (
     DETECTOR_ARCHES,
     FACE_DETECTION,
     FACE_RESTORATION,
@@ -10,6 +10,7 @@ from comfyui_gfpgan.releases import (
     find_release,
     hint_releases,
 )
+from paths import REPO_ROOT
 
 RESTORER_FAMILIES = {"GFP-GAN", "CodeFormer", "RestoreFormer", "RestoreFormer++", "GPEN"}
 
@@ -109,9 +110,8 @@ def test_every_detector_family_and_official_file_is_in_the_table():
 
 def test_readme_table_gives_each_files_url_and_hash():
     """The README's model table says what the release table knows: each file's URL and its sha256 or 'not verified'."""
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     rows = {line.split("|")[1].strip().split(" (")[0]: line for line in readme.splitlines() if line.startswith("| ")}
     for release in KNOWN_RELEASES:
         row = rows.get(release.file_name)

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from comfyui_gfpgan.cli import main
-from comfyui_gfpgan.folder_job import JobError
-from comfyui_gfpgan.ray_job import RaySettings, plan_workers
+from comfyui_gfpgan.jobs.cli import main
+from comfyui_gfpgan.jobs.folder_job import JobError
+from comfyui_gfpgan.jobs.ray_job import RaySettings, plan_workers
 
 RUN_TIMEOUT_S = 300  # a hung Ray job fails the test instead of blocking CI; a run here takes ~20-40 s
 
@@ -87,7 +87,7 @@ def ray_address():
 def photo_folder(shared_dir, tmp_path_factory) -> Path:
     """Two photos with a face each, one without, one file that is no image, and a decompression bomb (once it
     failed the Ray job as a whole: "the Ray job failed: To change retry attempts...", naming no file)."""
-    from test_cli_hardening import header_bomb
+    from factories import header_bomb
 
     folder = tmp_path_factory.mktemp("ray_in")
     header_bomb(folder / "bomb.png")
@@ -215,8 +215,8 @@ def test_an_address_where_no_cluster_answers_is_one_line_at_once(photo_folder, s
     import socket
     import time
 
-    from comfyui_gfpgan.folder_job import JobError
-    from comfyui_gfpgan.ray_job import check_reachable
+    from comfyui_gfpgan.jobs.folder_job import JobError
+    from comfyui_gfpgan.jobs.ray_job import check_reachable
 
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))

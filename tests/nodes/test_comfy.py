@@ -19,6 +19,8 @@ import torch
 from comfyui_gfpgan.face_restorers import as_face_restorer
 from factories import IdentityRestorer
 from node_info import node_inputs
+from package_imports import PACKAGE, module_files, reachable
+from paths import REPO_ROOT
 
 
 def node_module(name: str):
@@ -335,7 +337,7 @@ def test_every_node_has_a_help_page_naming_its_inputs(nodes):
 def test_registry_metadata_is_complete():
     import tomllib
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     config = tomllib.loads((root / "pyproject.toml").read_text())
     comfy, repository = config["tool"]["comfy"], config["project"]["urls"]["Repository"]
     assert repository.startswith("https://github.com/") and repository.endswith("/comfyui-gfpgan")
@@ -350,7 +352,7 @@ def test_registry_archive_leaves_out_tests_and_holds_what_the_nodes_need():
     loads (its modules, web/, workflows/) kept."""
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_ROOT
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
     if not tracked:
         pytest.skip("not a git checkout")
@@ -363,34 +365,11 @@ def test_registry_archive_leaves_out_tests_and_holds_what_the_nodes_need():
         assert needed in archived or not (root / needed).exists(), needed
 
 
-def _pack_modules_imported_by(file: Path):
-    """The pack's own module files that ``file`` imports (relative imports: ``from ..x import y``)."""
-    import ast
-
-    for node in ast.walk(ast.parse(file.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = file.parent
-            for _ in range(node.level - 1):
-                base = base.parent
-            target = base.joinpath(*node.module.split(".")) if node.module else base
-            for candidate in (target, *(target / alias.name for alias in node.names)):
-                for module in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-                    if module.is_file():
-                        yield module
-
-
 def test_no_node_or_route_reaches_network_code():
     """The Comfy Registry scans for network use: the only download code (the CLI's) is not imported by nodes/."""
-    root = Path(__file__).resolve().parents[1]
-    seen, todo = set(), [root / "nodes" / "extension.py"]
-    while todo:
-        file = todo.pop()
-        if file not in seen:
-            seen.add(file)
-            todo += _pack_modules_imported_by(file)
-    reached = {str(f.relative_to(root)) for f in seen}
-    assert {"nodes/peers.py", "nodes/routes.py", "face_pipeline/pipeline.py"} <= reached  # the walk follows imports
-    assert "cli.py" not in reached and "ray_job.py" not in reached
-    for path in reached:
-        source = (root / path).read_text()
-        assert "urlopen" not in source and "import requests" not in source and "subprocess" not in source, path
+    reached = {module.removeprefix(PACKAGE + ".") for module in reachable(f"{PACKAGE}.nodes.extension")}
+    assert {"nodes.peers", "nodes.routes", "face_pipeline.pipeline"} <= reached  # the walk follows imports
+    assert not [module for module in reached if module.startswith("jobs")]  # the CLI (and its download) and the Ray job
+    for module in reached:
+        source = module_files()[f"{PACKAGE}.{module}"].read_text()
+        assert "urlopen" not in source and "import requests" not in source and "subprocess" not in source, module

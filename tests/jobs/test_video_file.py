@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from comfyui_gfpgan.cli import main
-from comfyui_gfpgan.video_file import output_name
+from comfyui_gfpgan.jobs.cli import main
+from comfyui_gfpgan.jobs.video_file import output_name
 
 av = pytest.importorskip("av", reason='PyAV: pip install -e ".[video]"')
 
@@ -152,9 +152,9 @@ def test_a_phones_rotated_video_is_restored_upright(shared_dir, small_model, ret
 
 def test_progress_follows_a_video_a_chunk_of_frames_at_a_time(clip, small_model, retinaface_weights, tmp_path,
                                                                monkeypatch, capsys):
-    import comfyui_gfpgan.video_file as video_file
-    from comfyui_gfpgan.cli import _Progress
-    from comfyui_gfpgan.folder_job import FolderJob, JobSpec
+    import comfyui_gfpgan.jobs.video_file as video_file
+    from comfyui_gfpgan.jobs.cli import _Progress
+    from comfyui_gfpgan.jobs.folder_job import FolderJob, JobSpec
 
     monkeypatch.setattr(video_file, "FRAMES_PER_CALL", 5)
     job = FolderJob(JobSpec(model=small_model, detector=str(retinaface_weights)))

@@ -315,7 +315,7 @@ def test_missing_onnxruntime_names_the_pip_package(folded_gfpgan_onnx, monkeypat
 
 def test_the_pack_imports_without_onnxruntime():
     code = ("import sys; sys.modules['onnxruntime'] = sys.modules['onnx'] = None\n"
-            "import comfyui_gfpgan.face_restorers, comfyui_gfpgan.face_pipeline, comfyui_gfpgan.cli\n"
+            "import comfyui_gfpgan.face_restorers, comfyui_gfpgan.face_pipeline, comfyui_gfpgan.jobs.cli\n"
             "from comfyui_gfpgan.face_restorers import onnx_restorer\n")
     subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ})
 
@@ -373,7 +373,7 @@ def test_describe_file_reads_the_graph_without_running_it(named_gfpgan_onnx, fol
 
 def test_an_onnx_files_family_is_read_from_its_graph(named_gfpgan_onnx, folded_gfpgan_onnx, weighted_onnx, monkeypatch):
     from comfyui_gfpgan.face_restorers import identify_file
-    from comfyui_gfpgan.face_restorers.registry import GFPGAN
+    from comfyui_gfpgan.face_restorers.families import GFPGAN
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # nothing is run
     assert identify_file(named_gfpgan_onnx) is GFPGAN  # its weights map onto our network
@@ -481,7 +481,7 @@ def test_the_loader_makes_onnx_sessions_for_the_compute_device(comfy_nodes, face
 
 
 def test_onnx_restorer_cannot_be_compiled(face_onnx, tmp_path, capsys):
-    from comfyui_gfpgan.cli import main
+    from comfyui_gfpgan.jobs.cli import main
 
     with pytest.raises(ModelLoadError, match="does not run in PyTorch .*torch.compile cannot speed it up"):
         load_face_restorer(face_onnx).compiled()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .face_pipeline.errors import one_line
+from ..face_pipeline.errors import one_line
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_gfpgan import folder_job
+from comfyui_gfpgan.jobs import folder_job
 from comfyui_gfpgan.face_pipeline.errors import FaceInputError
 from comfyui_gfpgan.face_pipeline.pipeline import RestoreSettings, restore_faces_in_images
 from comfyui_gfpgan.face_restorers import as_face_restorer
-from comfyui_gfpgan.folder_job import FolderJob, JobSpec, plan_targets, read_image, write_image
+from comfyui_gfpgan.jobs.folder_job import FolderJob, JobSpec, plan_targets, read_image, write_image
 
 from factories import SeededNoiseRestorer, seeded_clean_network
 

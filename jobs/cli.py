@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .face_restorers.interface import DTYPE_CHOICES  # one list for the CLI and the nodes
+from ..face_restorers.interface import DTYPE_CHOICES  # one list for the CLI and the nodes
 
 class UserError(Exception):
     """An error to print as one line, without a traceback."""
@@ -126,7 +126,7 @@ def _output_folder(name: str) -> Path:
 def cmd_restore(args: argparse.Namespace) -> int:
     from contextlib import closing
 
-    from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+    from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
     from .folder_job import OUTCOMES, FolderJob, JobSpec, check_jobs, collect_inputs, plan_targets
     from .video_file import is_video
 
@@ -195,9 +195,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .face_detectors import describe_detector
-    from .face_restorers import describe_file
-    from .model_files import ModelLoadError
+    from ..face_detectors import describe_detector
+    from ..face_restorers import describe_file
+    from ..model_files import ModelLoadError
 
     try:
         print(describe_file(args.file))
@@ -210,7 +210,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .face_restorers import convert_to_safetensors
+    from ..face_restorers import convert_to_safetensors
 
     if Path(args.output).exists() and not args.overwrite:
         raise UserError(f"{args.output} exists (use --overwrite)")
@@ -221,7 +221,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_make_test_model(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    from .gfpgan_arch.testing import seeded_clean_network
+    from ..gfpgan_arch.testing import seeded_clean_network
 
     from .folder_job import write_atomically
 
@@ -243,7 +243,7 @@ def cmd_make_test_model(args: argparse.Namespace) -> int:
 
 def _io_reason(error: Exception) -> str:
     """An I/O error's reason in words: the OS's (``No space left on device``), also out of safetensors' Rust text."""
-    from .face_pipeline.errors import one_line
+    from ..face_pipeline.errors import one_line
 
     code = re.search(r"\(os error (\d+)\)|code: (\d+)", str(error))
     return os.strerror(int(code[1] or code[2])) if code else one_line(error)
@@ -265,7 +265,7 @@ def _fetch(url: str, partial: Path) -> str:
 def download_release(file_name: str, target: Path) -> Path:
     """Fetch an official file into ``target`` from its URL (then its mirrors, if one cannot be reached),
     checking its sha256 where we know it (and warning where we do not)."""
-    from .releases import KNOWN_RELEASES, find_release
+    from ..model_files.releases import KNOWN_RELEASES, find_release
 
     release = find_release(file_name=file_name)
     if release is None:
@@ -298,7 +298,7 @@ def download_release(file_name: str, target: Path) -> Path:
 
 def fetch_missing(paths: list[str | None]) -> None:
     """``restore --download``: download each missing model file that is a known official release."""
-    from .releases import find_release
+    from ..model_files.releases import find_release
 
     for name in paths:
         if name and not Path(name).exists():
@@ -309,7 +309,7 @@ def fetch_missing(paths: list[str | None]) -> None:
 
 def release_table() -> str:
     """``download --list``: every known file, its family, crop size, licence and whether its hash is known."""
-    from .releases import KNOWN_RELEASES
+    from ..model_files.releases import KNOWN_RELEASES
 
     rows = [("file", "family", "crop", "sha256", "licence")]
     rows += [
@@ -335,7 +335,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_workflow(args: argparse.Namespace) -> int:
-    from .nodes.peer_workflows import migrate_file
+    from ..nodes.peer_workflows import migrate_file
 
     source, target = Path(args.input), Path(args.output)
     if target.exists() and not args.overwrite:
@@ -376,7 +376,7 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
+    from ..face_pipeline.detect import FACE_ORDERS, GFPGANER_MIN_EYE_DISTANCE, SELECTION_MODES
     from .folder_job import MAX_JOBS, MAX_MEGAPIXELS, default_jobs
     from .ray_job import LOCAL as LOCAL_RAY  # ray_job imports Ray only when it runs
 
@@ -528,9 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .face_pipeline.detect import FaceModelError
+    from ..face_pipeline.detect import FaceModelError
     from .folder_job import JobError
-    from .model_files import ModelLoadError
+    from ..model_files import ModelLoadError
 
     try:
         return args.run(args)

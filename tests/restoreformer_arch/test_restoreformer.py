@@ -1,7 +1,5 @@
 """RestoreFormer and RestoreFormer++: parity with the references, batching, bf16, key detection, loading files."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -10,8 +8,9 @@ from comfyui_gfpgan.face_restorers import detect_family, load_face_restorer
 from comfyui_gfpgan.model_files import ModelLoadError
 from comfyui_gfpgan.restoreformer_arch import detect_architecture, network_keys
 from comfyui_gfpgan.restoreformer_arch.testing import reference_views, seeded_faces, seeded_restoreformer
+from paths import TESTS
 
-REFERENCE = Path(__file__).parent / "data" / "restoreformer_pp_reference.safetensors"
+REFERENCE = TESTS / "data" / "restoreformer_pp_reference.safetensors"
 SMALL = dict(ch=32, ch_mult=(1, 2, 2, 4), n_embed=64, embed_dim=32, z_channels=64, resolution=128)
 TINY = dict(ch=32, ch_mult=(1, 2, 4), num_res_blocks=1, n_embed=16, embed_dim=16, z_channels=32, resolution=64)
 FAMILY = {False: "RestoreFormer", True: "RestoreFormer++"}

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .face_pipeline.errors import FaceInputError, one_line
-from .face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+from ..face_pipeline.errors import FaceInputError, one_line
+from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
 from .video_file import VIDEO_SUFFIXES, is_video, output_name
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -343,7 +343,7 @@ def job_dtype(name: str, device: str):
     """The compute dtype for ``--dtype`` on ``device`` (``auto``: bf16 where the device runs it natively)."""
     import torch
 
-    from .face_restorers import compute_dtype
+    from ..face_restorers import compute_dtype
 
     native_bf16 = cpu_has_native_bf16() if device == "cpu" else device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return compute_dtype(name, native_bf16)
@@ -362,8 +362,8 @@ class FolderJob:
     """The models of a ``JobSpec``, loaded once, and the restoring of files with them."""
 
     def __init__(self, spec: JobSpec):
-        from .face_pipeline.detect import load_detector
-        from .face_restorers import load_face_restorer
+        from ..face_pipeline.detect import load_detector
+        from ..face_restorers import load_face_restorer
 
         self.spec = spec
         self.restorer = load_face_restorer(spec.model, device=spec.device, dtype=job_dtype(spec.dtype, spec.device))
@@ -376,7 +376,7 @@ class FolderJob:
         self.detector = None if spec.aligned else load_detector(spec.detector, device=spec.device)
         self.parser = None
         if spec.parser:
-            from .face_pipeline.parse import load_parser
+            from ..face_pipeline.parse import load_parser
 
             self.parser = load_parser(spec.parser, device=spec.device)
 
@@ -388,7 +388,7 @@ class FolderJob:
         as if its image were alone. A failure of one file is its outcome, never an exception; closing the
         iterator (or an interrupt) stops the work, and files not yet written are left absent. Videos come
         after the images, one at a time; ``on_video_frames(video, frames_done)`` follows each one."""
-        from .face_pipeline.stream import restore_stream
+        from ..face_pipeline.stream import restore_stream
 
         jobs = default_jobs() if jobs is None else check_jobs(jobs)
         spec, pairs, refused = self.spec, list(pairs), []
@@ -419,8 +419,8 @@ class FolderJob:
         copied as it is."""
         import torch
 
-        from .face_pipeline.pipeline import restore_faces_in_images
-        from .face_pipeline.stream import item_error
+        from ..face_pipeline.pipeline import restore_faces_in_images
+        from ..face_pipeline.stream import item_error
         from .video_file import VideoError, restore_video
 
         if self.spec.aligned:
@@ -467,7 +467,7 @@ def _load_file(pair: tuple[Path, Path], max_megapixels: float = MAX_MEGAPIXELS):
     is not read, which the stream hands to ``_save_file``)."""
     import torch
 
-    from .face_pipeline.stream import Frame
+    from ..face_pipeline.stream import Frame
 
     image, depth = read_image(pair[0], max_megapixels=max_megapixels)
     return Frame(torch.from_numpy(image).permute(2, 0, 1)[None], meta=depth)

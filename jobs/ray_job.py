@@ -131,8 +131,8 @@ class RestoreWorker:
     def __init__(self, spec: JobSpec, threads: int):
         import torch
 
-        from .face_pipeline.detect import FaceModelError
-        from .model_files import ModelLoadError
+        from ..face_pipeline.detect import FaceModelError
+        from ..model_files import ModelLoadError
 
         torch.set_num_threads(threads)  # its CPU reservation, whatever OMP_NUM_THREADS the node set
         self.job, self.load_error = None, ""
@@ -166,7 +166,7 @@ class RestoreWorker:
     def _restore(self, pairs: list[tuple[Path, Path]]) -> list[FileOutcome]:
         """The batch's outcomes; where the batch raises (a bug, not a file's failure), each file again alone, so
         the error names its file instead of failing the whole Ray job with Ray's retry text."""
-        from .face_pipeline.errors import one_line
+        from ..face_pipeline.errors import one_line
 
         try:
             return list(self.job.restore_files(pairs))

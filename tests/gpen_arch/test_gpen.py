@@ -17,15 +17,16 @@ from safetensors.torch import load_file, save_file
 
 from comfyui_gfpgan.face_pipeline.restore import restore_crops
 from comfyui_gfpgan.face_restorers import detect_family, load_face_restorer
-from comfyui_gfpgan.face_restorers.registry import GPEN as GPEN_FAMILY
+from comfyui_gfpgan.face_restorers.families import GPEN as GPEN_FAMILY
 from comfyui_gfpgan.gfpgan_arch import is_gfpgan
 from comfyui_gfpgan.gpen_arch import GPEN, detect_architecture, is_gpen
 from comfyui_gfpgan.gpen_arch.testing import OFFICIAL_CONFIGS, seeded_gpen_network
 from comfyui_gfpgan.model_files import ModelLoadError
 
 from factories import seeded_clean_network
+from paths import TESTS
 
-REFERENCE = "tests/data/gpen_reference.safetensors"
+REFERENCE = TESTS / "data" / "gpen_reference.safetensors"
 # Small enough for quick tests, yet every kind of layer: encoder stages, 64 px level (channel multiplier).
 SMALL = dict(size=64, style_dim=64, n_mlp=2, channel_multiplier=1, narrow=0.125, is_concat=True)
 
@@ -46,8 +47,8 @@ def small_network():
 
 
 @pytest.fixture(scope="module")
-def reference(request):
-    return load_file(str(request.config.rootpath / REFERENCE))
+def reference():
+    return load_file(str(REFERENCE))
 
 
 @pytest.mark.slow

@@ -201,7 +201,7 @@ def test_loads_from_the_official_layout(tmp_path, small_state_dict, suffix):
 def test_restores_a_photo_through_the_pipeline(astronaut_rgb, retinaface_weights, small_network):
     from comfyui_gfpgan.face_pipeline.detect import load_detector
     from comfyui_gfpgan.face_pipeline.pipeline import RestoreSettings, restore_faces_in_images
-    from comfyui_gfpgan.face_restorers.registry import CODEFORMER
+    from comfyui_gfpgan.face_restorers.families import CODEFORMER
     from comfyui_gfpgan.face_restorers.interface import TorchFaceRestorer
 
     spec = detect_architecture(state_dict_of(small_network))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -24,6 +25,9 @@ _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
+# Stride-8 cells per strip of the FPN/SSH's level 0 on the CPU (all frames of a call): each 64-channel map of a strip ~8 MB, in the
+# cache, and under glibc's 32 MB threshold, above which every new map is fresh memory the kernel must fault in.
+_FINE_STRIP_CELLS = 1 << 15
 # A key only that backbone's checkpoints have.
 _BACKBONE_KEYS = {"mobilenet0.25": "body.stage1.0.0.weight", "resnet50": "body.layer1.0.conv1.weight"}
 
@@ -90,33 +94,40 @@ class RetinaFaceDetector(FaceDetector):
     def backbone(self) -> str:
         return self.variant
 
-    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _feature_pieces(self, images: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``RetinaFaceNet.feature_pieces`` of ``images``: on the CPU the stem and the stride-8 level in strips."""
+        network = self.network
         if not self.optimised:
-            return self.network.features(to_network_input(images))
+            return network.feature_pieces(network.levels(to_network_input(images)))
         def run_stem(strip: torch.Tensor) -> torch.Tensor:
-            return self.network.run_stem(_centred_rgb(strip))
+            return network.run_stem(_centred_rgb(strip))
 
-        if images.device.type == "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
-            return self.network.features(None, run_in_strips(run_stem, images, _STEPS[0], self._stem_radius))
-        return self.network.features(None, run_stem(images))
+        if images.device.type != "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
+            return network.feature_pieces(network.levels(None, run_stem(images)))
+        levels = network.levels(None, run_in_strips(run_stem, images, _STEPS[0], self._stem_radius))
+        batch, _, _, cols = levels[0].shape
+        return network.feature_pieces(levels, fine_rows=_FINE_STRIP_CELLS // (batch * cols))
 
     def _detect(self, images: torch.Tensor, threshold: float, nms_threshold: float) -> Detections:
         net_h, net_w = images.shape[-2:]
+        # anchors before each level's: the heads emit level 0's (row-major, 2 per cell), then 1's, then 2's
+        per_level = [math.ceil(net_h / step) * math.ceil(net_w / step) * len(sizes) for step, sizes in zip(_STEPS, _MIN_SIZES)]
+        level_start = [sum(per_level[:level]) for level in range(len(per_level))]
         # The class head runs everywhere; the box and landmark heads (1x1 convolutions) only at the anchors
         # above the threshold, as matrix products on those cells' features.
-        found, first = [], 0
-        for features, classes, boxes, marks in zip(self._features(images), self.network.ClassHead,
-                                                   self.network.BboxHead, self.network.LandmarkHead):
+        found = []
+        for level, first_row, features in self._feature_pieces(images):
+            classes, boxes, marks = self.network.ClassHead[level], self.network.BboxHead[level], self.network.LandmarkHead[level]
             logits = classes.conv1x1(features).float()
-            _, _, rows, cols = logits.shape
+            cols = logits.shape[3]
             # softmax over (background, face) per anchor = sigmoid of the logits' difference
             scores = torch.sigmoid(logits[:, 1::2] - logits[:, 0::2]).permute(0, 2, 3, 1)  # [B, rows, cols, anchors]
             frame, row, col, k = torch.nonzero(scores > threshold, as_tuple=True)
-            cells = features[frame, :, row, col].float()  # [n, C]
+            at = features[frame, :, row, col].float()  # [n, C]
             per_cell = scores.shape[-1]
-            found.append((frame, first + (row * cols + col) * per_cell + k, scores[frame, row, col, k],
-                          _head_at(boxes.conv1x1, cells, k, per_cell), _head_at(marks.conv1x1, cells, k, per_cell)))
-            first += rows * cols * per_cell
+            anchor = level_start[level] + ((row + first_row) * cols + col) * per_cell + k
+            found.append((frame, anchor, scores[frame, row, col, k],
+                          _head_at(boxes.conv1x1, at, k, per_cell), _head_at(marks.conv1x1, at, k, per_cell)))
         frame, anchor, scores, loc, landmarks = (torch.cat(parts) for parts in zip(*found))
         prior, landmarks = _priors(net_h, net_w).to(loc.device)[anchor], landmarks.view(-1, 5, 2)
         centers = prior[:, :2] + loc[:, :2] * _VARIANCE[0] * prior[:, 2:]

@@ -9,6 +9,8 @@ pass is kept.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,13 +20,17 @@ BACKBONES = {
     "mobilenet0.25": ({"stage1": 1, "stage2": 2, "stage3": 3}, 32, 64),
     "resnet50": ({"layer2": 1, "layer3": 2, "layer4": 3}, 256, 256),
 }
-def _pyramid(fpn: nn.Module, levels: list[torch.Tensor]) -> list[torch.Tensor]:
-    """facexlib's FPN forward (1x1 laterals, each coarser level upsampled (nearest) and added, then a 3x3
-    merge), its additions in place."""
-    fine, middle, coarse = (conv(level) for conv, level in zip((fpn.output1, fpn.output2, fpn.output3), levels))
-    middle = fpn.merge2(middle.add_(F.interpolate(coarse, size=middle.shape[-2:], mode="nearest")))
-    fine = fpn.merge1(fine.add_(F.interpolate(middle, size=fine.shape[-2:], mode="nearest")))
-    return [fine, middle, coarse]
+
+
+def _add_upsampled(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """``fine += coarse`` upsampled (nearest) to ``fine``'s size, in place, as facexlib's FPN adds its levels."""
+    return fine.add_(F.interpolate(coarse, size=fine.shape[-2:], mode="nearest"))
+
+
+# Rows of stride-8 context a row of the SSH's output depends on: merge1 (3x3) and the SSH's longest branch
+# (three 3x3 convolutions). Even, so that a strip of level 0 starts on an even row: nearest upsampling of
+# rows [first / 2, ceil(last / 2)) of level 1 then lands on the strip's rows as it does on the whole map's.
+FINE_RADIUS = 4
 
 
 def _context(ssh: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -85,17 +91,39 @@ class RetinaFaceNet(nn.Module):
             x = layer(x)
         return x
 
-    def features(self, x: torch.Tensor | None, stem_output: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The three SSH feature maps (strides 8, 16, 32) for network-normalised ``x``; ``stem_output``,
-        when given, is ``x`` already through ``stem()`` (the caller ran it in strips)."""
-        if stem_output is None:
-            stem_output = self.run_stem(x)
-        x, outputs = stem_output, [stem_output]
+    def levels(self, x: torch.Tensor | None, stem_output: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The backbone's outputs at strides 8, 16, 32 for network-normalised ``x``; ``stem_output``, when
+        given, is ``x`` already through ``stem()`` (the caller ran it in strips)."""
+        x = self.run_stem(x) if stem_output is None else stem_output
+        outputs = [x]
         for name, layer in list(self.body.named_children())[self._stem_length :]:
             x = layer(x)
             if name in self.body.return_layers:
                 outputs.append(x)
-        return [_context(ssh, level) for ssh, level in zip((self.ssh1, self.ssh2, self.ssh3), _pyramid(self.fpn, outputs))]
+        return outputs
+
+    def feature_pieces(self, levels: list[torch.Tensor], fine_rows: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """The SSH feature maps of ``levels`` as ``(level, first row, rows of the map)`` pieces, level 0 (stride
+        8) first. facexlib's FPN (1x1 laterals; each coarser level upsampled, nearest, added; a 3x3 merge) and
+        SSH. Level 0, the largest, comes in strips of ``fine_rows`` rows (None: whole), each computed from its
+        rows and ``FINE_RADIUS`` more on each side, so that each equals those rows of the whole map."""
+        fpn, fine_level = self.fpn, levels[0]
+        coarse = fpn.output3(levels[2])
+        middle = fpn.merge2(_add_upsampled(fpn.output2(levels[1]), coarse))
+        height = fine_level.shape[2]
+        rows = height if fine_rows is None else max(2, fine_rows // 2 * 2)  # even: a strip starts on a middle row
+        for start in range(0, height, rows):
+            stop = min(height, start + rows)
+            first, last = max(0, start - FINE_RADIUS), min(height, stop + FINE_RADIUS)
+            lateral = fpn.output1(fine_level[:, :, first:last])
+            fine = fpn.merge1(_add_upsampled(lateral, middle[:, :, first // 2 : -(-last // 2)]))
+            yield 0, start, _context(self.ssh1, fine)[:, :, start - first : stop - first]
+        yield 1, 0, _context(self.ssh2, middle)
+        yield 2, 0, _context(self.ssh3, coarse)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The three SSH feature maps (strides 8, 16, 32) for network-normalised ``x``."""
+        return [piece for _, _, piece in self.feature_pieces(self.levels(x))]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.features(x)

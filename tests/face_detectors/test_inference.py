@@ -55,9 +55,16 @@ def test_registry_tells_families_from_keys(retinaface_weights, tmp_path):
         load_detector(tmp_path / "stem_only.pth")
 
 
-def test_fast_retinaface_finds_the_exact_faces_on_real_photos(exact_and_fast, astronaut_rgb, grace_hopper_rgb):
-    """Folding, channels-last, the stem in strips and the heads at candidates change no face: same count,
-    boxes, landmarks and scores, at full size and shrunk, in batches."""
+@pytest.mark.parametrize("fine_strip_cells", [None, 240 * 2 * 10], ids=["default", "10-row-strips"])
+def test_fast_retinaface_finds_the_exact_faces_on_real_photos(exact_and_fast, astronaut_rgb, grace_hopper_rgb,
+                                                              fine_strip_cells, monkeypatch):
+    """Folding, channels-last, the stem and level 0 in strips and the heads at candidates change no face: same
+    count, boxes, landmarks and scores, at full size and shrunk, in batches; level 0 whole (the default, at
+    1080p) or in strips of 10 rows, whose seams cross the faces."""
+    import comfyui_gfpgan.face_detectors.retinaface as retinaface
+
+    if fine_strip_cells is not None:
+        monkeypatch.setattr(retinaface, "_FINE_STRIP_CELLS", fine_strip_cells)
     exact, fast = exact_and_fast
     frames = torch.cat([photo_canvas(astronaut_rgb, grace_hopper_rgb), photo_canvas(grace_hopper_rgb, astronaut_rgb)])
     for working_size in (0, 640):
@@ -71,16 +78,21 @@ def test_fast_retinaface_finds_the_exact_faces_on_real_photos(exact_and_fast, as
             assert torch.allclose(ours.landmarks.as_tensor(), reference.landmarks.as_tensor(), atol=1e-2)
 
 
-def test_fast_retinaface_runs_its_stem_in_strips_on_big_frames(exact_and_fast, monkeypatch):
+def test_fast_retinaface_runs_its_stem_and_level_0_in_strips_on_big_frames(exact_and_fast, monkeypatch):
     import comfyui_gfpgan.face_detectors.retinaface as retinaface
 
     _, fast = exact_and_fast
-    strips = []
+    strips, pieces = [], []
     original = retinaface.run_in_strips
     monkeypatch.setattr(retinaface, "run_in_strips",
                         lambda stage, images, *a: original(lambda x: strips.append(x.shape[2]) or stage(x), images, *a))
-    detect_faces(fast, torch.rand(1, 3, 1080, 1920))
-    assert len(strips) > 1 and max(strips) < 1080
+    original_pieces = fast.network.feature_pieces
+    monkeypatch.setattr(fast.network, "feature_pieces",
+                        lambda *a, **k: (pieces.append(piece[:2]) or piece for piece in original_pieces(*a, **k)))
+    detect_faces(fast, torch.rand(1, 3, 2160, 3840))
+    assert len(strips) > 1 and max(strips) < 2160
+    level_0 = [first for level, first in pieces if level == 0]
+    assert len(level_0) > 1 and level_0[0] == 0 and [level for level, _ in pieces].count(1) == 1
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
@@ -125,6 +137,33 @@ def test_strips_equal_the_whole_image_pass(backbone, height):
         assert (stitched - whole).abs().max() <= 1e-5 * scale
         starved = run_in_strips(run, images, 8, 0, strip_pixels=2 * 96 * 32)
         assert (starved - whole).abs().max() > 1e-2 * scale
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
+@pytest.mark.parametrize("height", [200, 232, 333])  # level 0: 25, 29, 42 rows
+def test_level_0_strips_equal_the_whole_map(backbone, height, monkeypatch):
+    """Level 0's SSH features in strips (odd and even heights, a batch) equal the whole map's rows, and the other
+    levels are the same maps; fewer context rows than ``FINE_RADIUS`` would change the rows at the seams."""
+    import comfyui_gfpgan.face_detectors.retinaface_net as retinaface_net
+
+    torch.manual_seed(0)
+    network = RetinaFaceNet(backbone).eval()
+    with torch.no_grad():
+        levels = network.levels(torch.randn(2, 3, height, 64) * 50)
+        whole = {level: piece for level, _, piece in network.feature_pieces(levels)}
+        pieces = list(network.feature_pieces(levels, fine_rows=6))
+
+        def stitched(pieces):
+            return torch.cat([piece for level, _, piece in pieces if level == 0], dim=2)
+
+        rows = whole[0].shape[2]
+        assert [first for level, first, _ in pieces if level == 0] == list(range(0, rows, 6))
+        scale = whole[0].abs().max()
+        assert stitched(pieces).shape == whole[0].shape and (stitched(pieces) - whole[0]).abs().max() <= 1e-5 * scale
+        assert all(torch.equal(piece, whole[level]) for level, _, piece in pieces if level > 0)
+        monkeypatch.setattr(retinaface_net, "FINE_RADIUS", retinaface_net.FINE_RADIUS - 2)
+        starved = stitched(network.feature_pieces(levels, fine_rows=6))
+        assert (starved - whole[0]).abs().max() > 1e-3 * scale
 
 
 def test_receptive_radius_bounds_what_a_stem_sees():

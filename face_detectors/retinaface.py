@@ -4,7 +4,8 @@ The numbers follow facexlib's ``RetinaFace.detect_faces``: BGR 0..255 input minu
 anchors of 16..512 px on strides 8, 16, 32, variances (0.1, 0.2), ``score > threshold``, NMS at 0.4 IoU
 in the pixels of the image the network saw. Anchors are generated vectorised and cached per input size;
 only the anchors above the threshold are decoded. On the CPU the network runs with its BatchNorms folded,
-channels-last, and its stride-2..8 stem in cache-sized strips (``inference.py``): the same numbers, faster.
+channels-last, its stride-2..8 stem in cache-sized strips (``inference.py``) and its stride-8 FPN/SSH level
+in strips too (``RetinaFaceNet.feature_pieces``): the same numbers, faster.
 """
 
 from __future__ import annotations

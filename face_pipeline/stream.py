@@ -126,8 +126,7 @@ def restore_stream(
     """
     if not isinstance(workers, int) or workers < 1:
         raise FaceInputError(f"workers must be a whole number >= 1, got {workers!r}")
-    if detect_batch is not None and (not isinstance(detect_batch, int) or detect_batch < 1):
-        raise FaceInputError(f"detect_batch must be a whole number >= 1 (or None), got {detect_batch!r}")
+    check_detect_batch(detect_batch)
     if not aligned and detector is None:
         raise FaceInputError("a face detector is needed (or aligned=True for pre-aligned face crops)")
     if paste.mask == "parsing" and parser is None:
@@ -137,6 +136,12 @@ def restore_stream(
     stream = _Stream(sources, load, save, as_face_restorer(restorer), detector, parser, detect, restore, paste,
                      aligned, workers, detect_batch)
     return stream.run()
+
+
+def check_detect_batch(detect_batch: int | None) -> None:
+    """FaceInputError unless ``detect_batch`` is None or a whole number >= 1."""
+    if detect_batch is not None and (isinstance(detect_batch, bool) or not isinstance(detect_batch, int) or detect_batch < 1):
+        raise FaceInputError(f"detect_batch must be a whole number >= 1 (or None), got {detect_batch!r}")
 
 
 def default_detect_batch(device: torch.device, workers: int) -> int:

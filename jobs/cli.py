@@ -159,7 +159,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         video_smoothing=args.video_smoothing,
         paste=PasteSettings(mask="parsing" if args.parser else "feathered", color_correction=args.color_correction,
                             blend=args.blend),
-        max_megapixels=args.max_megapixels,
+        max_megapixels=args.max_megapixels, detect_batch=args.detect_batch,
     )
     if args.download:
         fetch_missing([args.model, args.detector, args.parser])
@@ -440,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="match each restored face's colours to the original face's before pasting it back")
     restore.add_argument("--chunk", type=int, help="faces per network call, gathered across images (default: 8 on "
                          "CUDA, 1 on CPU)")
+    restore.add_argument("--detect-batch", type=int,
+                         help="loaded images of one size detected in one detector call (default: on CUDA as many as "
+                         "--jobs loads at once; on the CPU 1, where batched calls measured slower per image and "
+                         "round differently)")
     restore.add_argument("--jobs", type=int, default=default_jobs(),
                          help="threads that decode, paste back and encode images while the device restores "
                          f"(default: min(4, CPU cores) = {default_jobs()} here; at most {MAX_JOBS}, and never more "

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..face_pipeline.errors import FaceInputError, one_line
 from ..face_pipeline.pipeline import DetectSettings, PasteSettings, RestoreSettings
+from ..face_pipeline.stream import check_detect_batch
 from .video_file import VIDEO_SUFFIXES, is_video, output_name
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -67,10 +68,12 @@ class JobSpec:
     paste: PasteSettings = field(default_factory=PasteSettings)
     video_smoothing: float = 0.5  # landmark smoothing across a video's frames (images are never smoothed)
     max_megapixels: float = MAX_MEGAPIXELS  # larger images are refused from their header, before decoding
+    detect_batch: int | None = None  # loaded images per detector call; None: face_pipeline.stream's default
 
     def __post_init__(self) -> None:
         if not self.max_megapixels > 0:
             raise JobError(f"--max-megapixels must be above 0, got {self.max_megapixels!r}")
+        check_detect_batch(self.detect_batch)
         if not self.aligned and not self.detector:
             raise JobError("--detector is required (or use --aligned for pre-aligned face crops)")
         dataclasses.replace(self.detect, smoothing=self.video_smoothing)  # DetectSettings checks its range
@@ -401,7 +404,8 @@ class FolderJob:
         load = functools.partial(_load_file, max_megapixels=spec.max_megapixels)
         stream = restore_stream(images, load, _save_file, self.restorer, self.detector, self.parser,
                                 detect=spec.detect, restore=self.restore, paste=spec.paste, aligned=spec.aligned,
-                                workers=io_threads(jobs, len(images))) if images else iter(())
+                                workers=io_threads(jobs, len(images)), detect_batch=spec.detect_batch
+                                ) if images else iter(())
         return self._then_videos(stream, [pair for pair in pairs if is_video(pair[0])], on_video_frames, refused)
 
     def _then_videos(self, images: Iterator[FileOutcome], videos: list[tuple[Path, Path]],

@@ -538,6 +538,7 @@ def test_detection_flags_default_to_the_settings_and_reach_them(tmp_path, shared
     (["--jobs", "0"], "--jobs must be a whole number in 1..256, got 0"),
     (["--jobs", "100000"], "--jobs must be a whole number in 1..256, got 100000"),  # once 200000 threads, then a crash
     (["--max-megapixels", "0"], "--max-megapixels must be above 0"),
+    (["--detect-batch", "0"], "detect_batch must be a whole number >= 1"),
 ])
 def test_impossible_settings_are_one_line_errors_before_any_model_loads(flags, message, tmp_path, shared_dir,
                                                                          retinaface_weights, capsys):
@@ -616,6 +617,37 @@ def test_progress_and_summary_give_the_throughput_and_jobs_reach_the_stream(tmp_
     assert workers == [3]
     assert main(["restore", *common, "-o", str(tmp_path / "out2")]) == 0
     assert workers == [3, min(4, __import__("os").cpu_count())]  # the default
+
+
+def test_detect_batch_lets_a_folder_job_detect_several_images_per_call(tmp_path, retinaface_weights, model, shared_dir,
+                                                                       capsys, monkeypatch):
+    """``--detect-batch 4``: images of one size share detector calls (each still gets its own face); without it,
+    on the CPU, one image a call."""
+    import time
+
+    from comfyui_gfpgan.face_detectors.interface import FaceDetector
+
+    calls, real_detect = [], FaceDetector.detect
+
+    def record(self, images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 1:
+            time.sleep(0.5)  # the other images are loaded meanwhile, and wait together for the next call
+        return real_detect(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(FaceDetector, "detect", record)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    astronaut = cv2.imread(str(shared_dir / "images" / "astronaut.png"))
+    for index in range(4):
+        cv2.imwrite(str(inputs / f"{index}.png"), np.roll(astronaut, 7 * index, axis=1))
+    common = [str(inputs), "--model", model, "--detector", str(retinaface_weights), "--jobs", "4"]
+    assert main(["restore", *common, "-o", str(tmp_path / "batched"), "--detect-batch", "4"]) == 0
+    assert ": 4 restored (4 images" in capsys.readouterr().out
+    assert sum(calls) == 4 and max(calls) > 1, calls
+    calls.clear()
+    assert main(["restore", *common, "-o", str(tmp_path / "alone")]) == 0
+    assert ": 4 restored (4 images" in capsys.readouterr().out and calls == [1, 1, 1, 1]
 
 
 def test_an_interrupted_restore_resumes_where_it_stopped(tmp_path, retinaface_weights, model, capsys, monkeypatch):

@@ -26,8 +26,9 @@ _BGR_MEAN = (104.0, 117.0, 123.0)
 _MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 _STEPS = (8, 16, 32)
 _VARIANCE = (0.1, 0.2)
-# Stride-8 cells per strip of the FPN/SSH's level 0 on the CPU (all frames of a call): each 64-channel map of a strip ~8 MB, in the
-# cache, and under glibc's 32 MB threshold, above which every new map is fresh memory the kernel must fault in.
+# Stride-8 cells per strip of the FPN/SSH's level 0 on the CPU (all frames of a call): each 64-channel map of a
+# strip ~8 MB, in the cache, and under glibc's 32 MB threshold, above which every new map is fresh memory that
+# the kernel must fault in (measured at 4K: 8100 page faults a whole map).
 _FINE_STRIP_CELLS = 1 << 15
 # A key only that backbone's checkpoints have.
 _BACKBONE_KEYS = {"mobilenet0.25": "body.stage1.0.0.weight", "resnet50": "body.layer1.0.conv1.weight"}
@@ -38,12 +39,16 @@ def backbone_from_keys(state_dict: dict[str, torch.Tensor]) -> str | None:
     return next((backbone for backbone, key in _BACKBONE_KEYS.items() if key in state_dict), None)
 
 
+def _grids(height: int, width: int) -> list[tuple[int, int]]:
+    """Each level's (rows, cols) of anchor cells for a ``height`` x ``width`` input, levels by stride."""
+    return [(math.ceil(height / step), math.ceil(width / step)) for step in _STEPS]
+
+
 @lru_cache(maxsize=16)
 def _priors(height: int, width: int) -> torch.Tensor:
     """Anchor boxes (cx, cy, w, h), normalised, in the order the heads emit them (CPU, float32)."""
     per_level = []
-    for step, sizes in zip(_STEPS, _MIN_SIZES):
-        rows, cols = math.ceil(height / step), math.ceil(width / step)
+    for step, sizes, (rows, cols) in zip(_STEPS, _MIN_SIZES, _grids(height, width)):
         cy, cx = torch.meshgrid(
             (torch.arange(rows, dtype=torch.float64) + 0.5) * step / height,
             (torch.arange(cols, dtype=torch.float64) + 0.5) * step / width,
@@ -97,28 +102,29 @@ class RetinaFaceDetector(FaceDetector):
 
     def _feature_pieces(self, images: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
         """``RetinaFaceNet.feature_pieces`` of ``images``: on the CPU the stem and the stride-8 level in strips."""
-        network = self.network
+        network, fine_rows = self.network, None
         if not self.optimised:
-            return network.feature_pieces(network.levels(to_network_input(images)))
-        def run_stem(strip: torch.Tensor) -> torch.Tensor:
-            return network.run_stem(_centred_rgb(strip))
-
-        if images.device.type != "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
-            return network.feature_pieces(network.levels(None, run_stem(images)))
-        levels = network.levels(None, run_in_strips(run_stem, images, _STEPS[0], self._stem_radius))
-        batch, _, _, cols = levels[0].shape
-        return network.feature_pieces(levels, fine_rows=_FINE_STRIP_CELLS // (batch * cols))
+            levels = network.levels(to_network_input(images))
+        elif images.device.type != "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
+            levels = network.levels(None, network.run_stem(_centred_rgb(images)))
+        else:
+            stem_output = run_in_strips(lambda strip: network.run_stem(_centred_rgb(strip)), images, _STEPS[0],
+                                        self._stem_radius)
+            levels = network.levels(None, stem_output)
+            batch, _, _, cols = levels[0].shape
+            fine_rows = _FINE_STRIP_CELLS // (batch * cols)
+        return network.feature_pieces(levels, fine_rows)
 
     def _detect(self, images: torch.Tensor, threshold: float, nms_threshold: float) -> Detections:
         net_h, net_w = images.shape[-2:]
-        # anchors before each level's: the heads emit level 0's (row-major, 2 per cell), then 1's, then 2's
-        per_level = [math.ceil(net_h / step) * math.ceil(net_w / step) * len(sizes) for step, sizes in zip(_STEPS, _MIN_SIZES)]
+        # anchors before each level's (``_priors``' order: level 0's row-major, 2 per cell, then 1's, then 2's)
+        per_level = [rows * cols * len(sizes) for (rows, cols), sizes in zip(_grids(net_h, net_w), _MIN_SIZES)]
         level_start = [sum(per_level[:level]) for level in range(len(per_level))]
         # The class head runs everywhere; the box and landmark heads (1x1 convolutions) only at the anchors
         # above the threshold, as matrix products on those cells' features.
-        found = []
+        found, network = [], self.network
         for level, first_row, features in self._feature_pieces(images):
-            classes, boxes, marks = self.network.ClassHead[level], self.network.BboxHead[level], self.network.LandmarkHead[level]
+            classes, boxes, marks = network.ClassHead[level], network.BboxHead[level], network.LandmarkHead[level]
             logits = classes.conv1x1(features).float()
             cols = logits.shape[3]
             # softmax over (background, face) per anchor = sigmoid of the logits' difference

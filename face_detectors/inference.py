@@ -1,6 +1,7 @@
 """Making a loaded detector network fast for inference without changing what it computes.
 
-``fold_batch_norms`` merges each BatchNorm into the convolution before it. ``run_in_strips`` runs the
+``fold_batch_norms`` merges each BatchNorm into the convolution before it. ``CentredInputConv`` takes the
+input mean into a first convolution, so the frame needs no centring pass. ``run_in_strips`` runs the
 high-resolution layers of a fully convolutional stage over horizontal strips that fit the CPU's cache,
 each with enough rows of context (``receptive_radius``) that the stitched result equals the whole-image
 pass: on a 2-core CPU, full-size detection is bound by memory traffic, not arithmetic.
@@ -46,6 +47,43 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
     return module
 
 
+class CentredInputConv(nn.Module):
+    """``conv(x - mean)`` computed from ``x`` (one pass over the frame less): the mean's share folded into the
+    bias, and given back at the border outputs whose taps fall on the zero padding, where the centred input is
+    0 rather than ``-mean``. ``conv`` (dilation 1) is kept as the child ``conv``."""
+
+    def __init__(self, conv: nn.Conv2d, mean: torch.Tensor):
+        super().__init__()
+        if conv.dilation != (1, 1) or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError("CentredInputConv takes a convolution with dilation 1 and numeric zero padding")
+        with torch.no_grad():
+            taps = (conv.weight * mean.to(conv.weight).view(1, -1, 1, 1)).sum(1)  # [out, kh, kw]: each tap's mean share
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(taps[:, 0, 0])
+            conv.bias = nn.Parameter(bias - taps.sum((1, 2)), requires_grad=False)
+        self.conv = conv
+        self.register_buffer("taps", taps, persistent=False)
+
+    def _padded_taps(self, size: int, outputs: int, axis: int) -> list[tuple[int, list[int]]]:
+        """Output positions along ``axis`` (0 rows, 1 cols) whose window leaves the input, and which taps do."""
+        kernel, stride, pad = self.conv.kernel_size[axis], self.conv.stride[axis], self.conv.padding[axis]
+        border = sorted({*range(min(outputs, pad)), *range(max(0, outputs - pad), outputs)})  # at most pad each side
+        found = [(i, [k for k in range(kernel) if not 0 <= i * stride - pad + k < size]) for i in border]
+        return [(i, taps) for i, taps in found if taps]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        rows = self._padded_taps(x.shape[2], y.shape[2], 0)
+        cols = self._padded_taps(x.shape[3], y.shape[3], 1)
+        for row, kh in rows:
+            y[:, :, row, :] += self.taps[:, kh, :].sum((1, 2)).view(-1, 1)
+        for col, kw in cols:
+            y[:, :, :, col] += self.taps[:, :, kw].sum((1, 2)).view(-1, 1)
+        for row, kh in rows:  # a corner's taps were given back twice above
+            for col, kw in cols:
+                y[:, :, row, col] -= self.taps[:, kh][:, :, kw].sum((1, 2))
+        return y
+
+
 def receptive_radius(layers: list[nn.Module]) -> int:
     """An upper bound, in input pixels, on how far the output of ``layers`` (applied in order) sees.
 
@@ -82,7 +120,8 @@ def run_in_strips(
     for start in range(0, height, rows):
         stop = min(height, start + rows)
         first, last = max(0, start - halo), min(height, stop + halo)
-        out = torch.cat([stage(images[i : i + 1, :, first:last]) for i in range(batch)])
+        frames = [stage(images[i : i + 1, :, first:last]) for i in range(batch)]
+        out = frames[0] if batch == 1 else torch.cat(frames)
         skip = (start - first) // stride
         parts.append(out[:, :, skip:] if stop == height else out[:, :, skip : skip + (stop - start) // stride])
     return torch.cat(parts, dim=2)

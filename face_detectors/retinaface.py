@@ -3,9 +3,10 @@
 The numbers follow facexlib's ``RetinaFace.detect_faces``: BGR 0..255 input minus the training means,
 anchors of 16..512 px on strides 8, 16, 32, variances (0.1, 0.2), ``score > threshold``, NMS at 0.4 IoU
 in the pixels of the image the network saw. Anchors are generated vectorised and cached per input size;
-only the anchors above the threshold are decoded. On the CPU the network runs with its BatchNorms folded,
-channels-last, its stride-2..8 stem in cache-sized strips (``inference.py``) and its stride-8 FPN/SSH level
-in strips too (``RetinaFaceNet.feature_pieces``): the same numbers, faster.
+only the anchors above the threshold are decoded. The optimised network runs with its BatchNorms folded,
+the means folded into its first convolution, channels-last; on the CPU its stride-2..8 stem in cache-sized
+strips (``inference.py``) and its stride-8 FPN/SSH level in strips too (``RetinaFaceNet.feature_pieces``):
+the same numbers, faster.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from .inference import fold_batch_norms, receptive_radius, run_in_strips
+from .inference import CentredInputConv, fold_batch_norms, receptive_radius, run_in_strips
 from .interface import Detections, DetectorFamily, FaceDetector, load_strictly, nms_per_image
 from .retinaface_net import RetinaFaceNet
 
@@ -70,22 +71,18 @@ def to_network_input(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _take_rgb_input(network: RetinaFaceNet) -> RetinaFaceNet:
-    """Make the first convolution take RGB 0..1 minus the means / 255 (the same product, one pass less over the
-    frame): its weights flipped to RGB order and scaled by 255."""
-    first = next(m for layer in network.stem() for m in layer.modules() if isinstance(m, torch.nn.Conv2d))
+    """Make the network take RGB 0..1 frames as they come: the first convolution's weights flipped to RGB order
+    and scaled by 255, and the training means folded into it (``CentredInputConv``): the same product, with no
+    pass over the frame before it."""
+    parent, name, first = next((parent, name, child) for parent in network.body.modules()
+                               for name, child in parent.named_children() if isinstance(child, torch.nn.Conv2d))
     first.weight.copy_(first.weight.flip(1) * 255.0)
+    setattr(parent, name, CentredInputConv(first, torch.tensor(_BGR_MEAN[::-1]) / 255.0))
     return network
 
 
-def _centred_rgb(images: torch.Tensor) -> torch.Tensor:
-    """RGB 0..1 minus the training means / 255, written straight into a channels-last tensor (one pass)."""
-    mean = torch.tensor(_BGR_MEAN[::-1], device=images.device, dtype=images.dtype).view(1, 3, 1, 1) / 255.0
-    out = torch.empty_like(images, memory_format=torch.channels_last)
-    return torch.sub(images, mean, out=out)
-
-
 class RetinaFaceDetector(FaceDetector):
-    """A loaded RetinaFace: the network (eval mode, no gradients, BatchNorms folded, taking centred RGB), its
+    """A loaded RetinaFace: the network (eval mode, no gradients, BatchNorms folded, taking RGB 0..1), its
     backbone and file."""
 
     def __init__(self, network: RetinaFaceNet, backbone: str, path: Path | None = None, optimise: bool = True):
@@ -104,12 +101,12 @@ class RetinaFaceDetector(FaceDetector):
         """``RetinaFaceNet.feature_pieces`` of ``images``: on the CPU the stem and the stride-8 level in strips."""
         network, fine_rows = self.network, None
         if not self.optimised:
-            levels = network.levels(to_network_input(images))
-        elif images.device.type != "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
-            levels = network.levels(None, network.run_stem(_centred_rgb(images)))
+            return network.feature_pieces(network.levels(to_network_input(images)))
+        images = images.contiguous(memory_format=torch.channels_last)  # as the network's weights are
+        if images.device.type != "cpu":  # on a GPU the whole-image pass is not memory-bound the same way
+            levels = network.levels(images)
         else:
-            stem_output = run_in_strips(lambda strip: network.run_stem(_centred_rgb(strip)), images, _STEPS[0],
-                                        self._stem_radius)
+            stem_output = run_in_strips(network.run_stem, images, _STEPS[0], self._stem_radius)
             levels = network.levels(None, stem_output)
             batch, _, _, cols = levels[0].shape
             fine_rows = _FINE_STRIP_CELLS // (batch * cols)

@@ -1,6 +1,8 @@
 """The detector interface: the registry by keys, and the inference rewrites (BatchNorm folding, strips,
 heads at candidates) that must compute what the plain networks compute."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,12 @@ from comfyui_gfpgan.face_detectors import (
     load_detector,
     read_weights,
 )
-from comfyui_gfpgan.face_detectors.inference import fold_batch_norms, receptive_radius, run_in_strips
+from comfyui_gfpgan.face_detectors.inference import (
+    CentredInputConv,
+    fold_batch_norms,
+    receptive_radius,
+    run_in_strips,
+)
 from comfyui_gfpgan.face_detectors.retinaface import RETINAFACE, RetinaFaceDetector
 from comfyui_gfpgan.face_detectors.retinaface_net import RetinaFaceNet
 from comfyui_gfpgan.face_pipeline.detect import detect_faces
@@ -93,6 +100,41 @@ def test_fast_retinaface_runs_its_stem_and_level_0_in_strips_on_big_frames(exact
     assert len(strips) > 1 and max(strips) < 2160
     level_0 = [first for level, first in pieces if level == 0]
     assert len(level_0) > 1 and level_0[0] == 0 and [level for level, _ in pieces].count(1) == 1
+
+
+@pytest.mark.parametrize("kernel, stride, padding, bias", [(3, 2, 1, True), (7, 2, 3, False), (3, 1, 1, True)])
+@pytest.mark.parametrize("height, width", [(1, 1), (2, 3), (9, 11), (32, 33)])
+def test_centred_input_conv_is_the_conv_of_the_centred_input(kernel, stride, padding, bias, height, width):
+    """The mean folded into the bias and given back where taps fall on the padding: at every output, borders
+    and corners of odd and even sizes included, frames smaller than the kernel too."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, kernel, stride, padding, bias=bias)
+    mean = torch.tensor([0.48, 0.46, 0.41])
+    x = torch.rand(2, 3, height, width)
+    with torch.no_grad():
+        expected = conv(x - mean.view(1, 3, 1, 1))
+        folded = CentredInputConv(conv, mean)(x)
+    assert folded.shape == expected.shape and (folded - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])
+def test_optimised_retinaface_computes_the_exact_features(backbone):
+    """Folded BatchNorms, the means in the first convolution (MobileNet's 3x3, ResNet's 7x7), channels-last and
+    strips: each level's SSH features as facexlib's arithmetic gives them, on seeded networks."""
+    torch.manual_seed(0)
+    network = RetinaFaceNet(backbone).eval()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+    exact = RetinaFaceDetector(network, backbone, optimise=False)
+    fast = RetinaFaceDetector(copy.deepcopy(network), backbone)
+    images = torch.rand(2, 3, 75, 98)
+    with torch.no_grad():
+        expected = {level: piece for level, _, piece in exact._feature_pieces(images)}
+        found = list(fast._feature_pieces(images))
+    for level, first, piece in found:
+        reference = expected[level][:, :, first : first + piece.shape[2]]
+        assert (piece - reference).abs().max() <= 1e-4 * reference.abs().max()
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet0.25", "resnet50"])

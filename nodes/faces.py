@@ -34,8 +34,9 @@ Faces = io.Custom("FACES")
 def detection_inputs() -> list:
     """Widgets shared by the detect node and the all-in-one node (same order in both)."""
     return [
-        io.Float.Input("threshold", default=0.97, min=0.05, max=0.99, step=0.01,
-                       tooltip="Minimum detection confidence (GFPGANer uses 0.97 with RetinaFace; YOLOv5-face's own code detects at 0.7, and its scores run lower)"),
+        io.Float.Input("threshold", default=0.0, min=0.0, max=0.99, step=0.01,
+                       tooltip="Minimum detection confidence (0 = the detector's own: 0.97 for RetinaFace, "
+                       "GFPGANer's; 0.7 for YOLOv5-face, upstream's, as its scores run lower)"),
         io.Combo.Input("selection", options=list(SELECTION_MODES), default="all",
                        tooltip="Which faces to restore per image: all, the largest, the one nearest the centre, "
                        "or the top-k by confidence"),
@@ -67,8 +68,9 @@ def extra_detection_inputs() -> list:
 
 def detect_settings(threshold, selection, top_k, min_face_size, max_face_size, working_size, landmark_smoothing,
                     min_eye_distance, order, face_indices) -> DetectSettings:
-    """The detection widgets as settings (they check themselves; a bad value is a one-line error)."""
-    return DetectSettings(threshold=threshold, selection=selection, top_k=top_k, min_face_size=min_face_size,
+    """The detection widgets as settings (they check themselves; a bad value is a one-line error); a threshold
+    of 0 is the detector's own."""
+    return DetectSettings(threshold=threshold or None, selection=selection, top_k=top_k, min_face_size=min_face_size,
                           max_face_size=max_face_size, working_size=working_size, smoothing=landmark_smoothing,
                           min_eye_distance=min_eye_distance, order=order, face_indices=face_indices)
 

@@ -140,6 +140,10 @@ def test_detector_loader_lists_and_loads_either_family(nodes, yolo_in_folder):
     frame = signal_images()[:1].permute(0, 2, 3, 1).contiguous()  # what the seeded YOLO is calibrated on
     faces, crops, _ = nodes.DetectFaces.execute(frame, yolo, 0.9, "all", 1, 0, 0, 0).result
     assert len(faces.faces) == crops.shape[0] > 0 and crops.shape[1:] == (512, 512, 3)
+    # threshold 0, the widget's default: the detector's own (YOLOv5-face 0.7, not RetinaFace's 0.97)
+    boxes = {t: [f.box for f in nodes.DetectFaces.execute(frame, yolo, t, "all", 1, 0, 0, 0).result[0].faces]
+             for t in (0.0, 0.7, 0.97)}
+    assert boxes[0.0] == boxes[0.7] and len(boxes[0.7]) > len(boxes[0.97])
     assert "parsing_parsenet.pth from https://" in nodes.LoadFaceParser.validate_inputs("")
 
 
@@ -291,9 +295,9 @@ def test_new_detection_widgets_come_last_with_the_settings_defaults(nodes):
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
 
     defaults = {f.name: f.default for f in fields(DetectSettings)}
-    # None = the detector's own; a widget needs a number: GFPGANer's, RetinaFace's default
+    # None = the detector's own; a widget needs a number: 0 stands for it
     assert defaults["threshold"] is None
-    defaults["threshold"] = RETINAFACE.default_threshold
+    defaults["threshold"] = 0.0
     by_widget = {"landmark_smoothing": "smoothing"}
     for node in (nodes.DetectFaces, nodes.GFPGANFaceRestore):
         inputs = node_inputs(node)

@@ -291,7 +291,6 @@ def test_new_detection_widgets_come_last_with_the_settings_defaults(nodes):
 
     from node_info import WIDGET_TYPES
 
-    from comfyui_gfpgan.face_detectors.retinaface import RETINAFACE
     from comfyui_gfpgan.face_pipeline.pipeline import DetectSettings
 
     defaults = {f.name: f.default for f in fields(DetectSettings)}
